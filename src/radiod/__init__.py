@@ -1,0 +1,1 @@
+"""radiod: a personal internet-radio daemon with audio-first listener sessions."""

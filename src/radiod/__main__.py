@@ -1,0 +1,5 @@
+import sys
+
+from radiod.cli import main
+
+sys.exit(main())

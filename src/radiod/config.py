@@ -1,0 +1,202 @@
+"""Load and validate radiod's configuration.
+
+`config.toml` is read with `tomllib` into frozen dataclasses. Every value is checked
+at start-up against the type and range declared on its field, so a typo fails with one
+line that names the key, the value and what was expected, rather than surfacing later
+as a traceback deep inside the mixer. Environment variables of the form
+`RADIOD_<SECTION>__<KEY>` override the file (`RADIOD_SERVER__PORT=9000`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "RADIOD_"
+
+
+class ConfigError(Exception):
+    """A configuration value is missing, unknown or out of range; the message is user-facing."""
+
+
+def _spec(
+    default: Any,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    choices: tuple[Any, ...] | None = None,
+) -> Any:
+    """A dataclass field whose validation rules travel with it, so the schema lives in one place."""
+    return field(default=default, metadata={"min": min, "max": max, "choices": choices})
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = _spec("127.0.0.1")
+    port: int = _spec(8000, min=0, max=65535)
+
+
+@dataclass(frozen=True, slots=True)
+class LibraryConfig:
+    # Empty means: use (and generate on first run) the built-in demo library.
+    path: str = _spec("")
+
+
+@dataclass(frozen=True, slots=True)
+class AudioConfig:
+    codec: str = _spec("mp3", choices=("mp3", "opus", "aac"))
+    bitrate: int = _spec(128, min=32, max=320)  # kb/s
+    sample_rate: int = _spec(44100, choices=(22050, 32000, 44100, 48000))
+    channels: int = _spec(2, choices=(1, 2))
+    crossfade_seconds: float = _spec(2.5, min=0.0, max=10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamConfig:
+    # 4 s: measured in headless Chromium, a 1 s burst blips waiting->playing every ~2 s; 4 s none.
+    burst_seconds: float = _spec(4.0, min=0.5, max=30.0)
+    ring_seconds: float = _spec(30.0, min=5.0, max=600.0)
+    # How long a mixer keeps running after its last audio listener left (a reload is not a stop).
+    stop_grace_seconds: float = _spec(5.0, min=0.0, max=3600.0)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    idle_timeout_seconds: float = _spec(300.0, min=0.1, max=86400.0)
+    max_sessions: int = _spec(100, min=1, max=100000)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    degraded_after_ms: int = _spec(8000, min=100, max=600000)
+    dead_after_ms: int = _spec(12000, min=100, max=600000)
+    check_interval_ms: int = _spec(2000, min=50, max=60000)
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    format: str = _spec("json", choices=("json", "console"))
+    level: str = _spec("info", choices=("debug", "info", "warning", "error"))
+    file: str = _spec("")  # empty: stderr
+
+
+@dataclass(frozen=True, slots=True)
+class TestingConfig:
+    # Fault hooks let the browser tests make the server misbehave on purpose
+    # (stop feeding a listener, cut an SSE connection). Never on by default.
+    fault_hooks: bool = _spec(False)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    library: LibraryConfig = field(default_factory=LibraryConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    testing: TestingConfig = field(default_factory=TestingConfig)
+
+    def replace(self, section: str, **values: Any) -> Config:
+        """A copy with some keys of one section changed, validated like the file."""
+        current = dataclasses.asdict(getattr(self, section))
+        current.update(values)
+        return dataclasses.replace(self, **{section: _build_section(section, current)})
+
+
+_SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}  # type: ignore[misc]
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _check_value(key: str, value: Any, kind: type, meta: Mapping[str, Any]) -> Any:
+    """Return `value` coerced to `kind`, or raise ConfigError naming `key`."""
+    ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise ConfigError(f"{key} = {value!r}: expected {_TYPE_NAMES[kind]}")
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ConfigError(f"{key} = {value!r}: expected one of {allowed}")
+    low, high = meta.get("min"), meta.get("max")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ConfigError(f"{key} = {value!r}: expected a value between {low} and {high}")
+    return value
+
+
+def _build_section(section: str, raw: Mapping[str, Any]) -> Any:
+    cls = _SECTIONS[section]
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(
+                f"{section}.{key}: unknown key (known keys of [{section}]: {', '.join(known)})"
+            )
+    values = {
+        name: _check_value(f"{section}.{name}", raw[name], hints[name], known[name].metadata)
+        for name in known
+        if name in raw
+    }
+    return cls(**values)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """`RADIOD_SERVER__PORT=9000` -> {"server": {"port": 9000}}; values parse as TOML if they can."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, text in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
+    """Validate a decoded TOML document (plus environment overrides) into a Config."""
+    merged: dict[str, dict[str, Any]] = {}
+    for source in (raw, _env_overrides(environ or {})):
+        for section, table in source.items():
+            if section not in _SECTIONS:
+                raise ConfigError(f"[{section}]: unknown section (known: {', '.join(_SECTIONS)})")
+            if not isinstance(table, Mapping):
+                raise ConfigError(f"[{section}]: expected a table of keys, got {table!r}")
+            merged.setdefault(section, {}).update(table)
+    config = Config(**{name: _build_section(name, table) for name, table in merged.items()})
+    if config.audio.codec == "opus" and config.audio.sample_rate != 48000:
+        rate = config.audio.sample_rate
+        raise ConfigError(f"audio.sample_rate = {rate}: expected 48000 when audio.codec = 'opus'")
+    if config.health.dead_after_ms <= config.health.degraded_after_ms:
+        raise ConfigError(
+            f"health.dead_after_ms = {config.health.dead_after_ms}: expected more than "
+            f"health.degraded_after_ms ({config.health.degraded_after_ms})"
+        )
+    return config
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read `path` (or only defaults and the environment when None)."""
+    env = os.environ if environ is None else environ
+    if path is None:
+        return parse_config({}, env)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return parse_config(raw, env)
