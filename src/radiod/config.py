@@ -150,7 +150,7 @@ def _build_section(section: str, raw: Mapping[str, Any]) -> Any:
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """`RADIOD_SERVER__PORT=9000` -> {"server": {"port": 9000}}; values parse as TOML if they can."""
+    """`RADIOD_SERVER__PORT=9000` -> {"server": {"port": 9000}}; TOML values when they parse."""
     out: dict[str, dict[str, Any]] = {}
     for name, text in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
