@@ -1,0 +1,129 @@
+"""`radiod serve | demo | audit`: the command line.
+
+User mistakes (a bad config value, a missing library, a port in use) end with one
+line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from radiod import audit
+from radiod.app import ACCESS_LOG_FORMAT, create_app
+from radiod.config import Config, ConfigError, load_config
+from radiod.demo import default_demo_dir, generate_demo_library
+from radiod.library import LibraryError, Track, scan_library
+from radiod.logs import configure_logging
+
+log = structlog.get_logger(__name__)
+DEFAULT_CONFIG = Path("config.toml")
+# After SIGINT/SIGTERM, how long open responses get to finish once their sessions ended.
+SHUTDOWN_TIMEOUT_SECONDS = 5.0
+
+
+class UsageError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def load_tracks(config: Config) -> list[Track]:
+    """The configured library, or the built-in demo library (generated on first use)."""
+    if config.library.path:
+        return scan_library(Path(config.library.path).expanduser())
+    return scan_library(_demo_dir())
+
+
+def _demo_dir() -> Path:
+    dest = default_demo_dir()
+    generate_demo_library(dest)
+    return dest
+
+
+async def _serve(config: Config, tracks: Sequence[Track]) -> None:
+    runner = web.AppRunner(
+        create_app(config, tracks),
+        handler_cancellation=True,  # a client that disconnects ends its handler at once
+        access_log_format=ACCESS_LOG_FORMAT,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.server.host, config.server.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise UsageError(
+                f"cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}"
+            ) from None
+        host, port = runner.addresses[0][:2]
+        log.info("server.started", url=f"http://{host}:{port}/", port=port, tracks=len(tracks))
+        stopped = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stopped.set)
+        await stopped.wait()
+        log.info("server.stopping")
+    finally:
+        await runner.cleanup()
+    log.info("server.stopped")
+
+
+def _configured(args: argparse.Namespace) -> Config:
+    path = args.config
+    if path is None and DEFAULT_CONFIG.exists():
+        path = DEFAULT_CONFIG
+    config = load_config(path)
+    configure_logging(fmt=config.log.format, level=config.log.level, path=config.log.file)
+    return config
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _configured(args)
+    asyncio.run(_serve(config, load_tracks(config)))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    _configured(args)
+    dest = args.dest or default_demo_dir()
+    paths = generate_demo_library(dest)
+    print(f"{len(paths)} demo tracks in {dest}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="radiod", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the player page and streams")
+    serve.add_argument("--config", type=Path, help="config file (default: ./config.toml)")
+    serve.set_defaults(func=cmd_serve)
+    demo = commands.add_parser("demo", help="generate the built-in demo library")
+    demo.add_argument("--config", type=Path, help="config file (default: ./config.toml)")
+    demo.add_argument("--dest", type=Path, help="folder (default: ~/.cache/radiod/demo)")
+    demo.set_defaults(func=cmd_demo)
+    audit_cmd = commands.add_parser("audit", help="check JSON logs for split sessions")
+    audit.add_arguments(audit_cmd)
+    audit_cmd.set_defaults(func=lambda args: audit.run(args, sys.stdout))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, LibraryError, UsageError) as exc:
+        print(f"radiod: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""aiohttp handlers: thin adapters from HTTP to `Session` objects."""

@@ -1,0 +1,55 @@
+"""JSON endpoints: create a session, control it, read its status, liveness."""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from aiohttp import web
+
+from radiod.sessions import SessionLimitError
+from radiod.web.context import client_id, json_error, require_session
+from radiod.web.keys import REGISTRY
+
+log = structlog.get_logger(__name__)
+routes = web.RouteTableDef()
+_STARTED = time.time()
+
+
+@routes.post("/create-session")
+async def create_session(request: web.Request) -> web.Response:
+    try:
+        session = request.app[REGISTRY].create(client_id(request))
+    except SessionLimitError as exc:
+        log.warning("session.limit_reached", max_sessions=exc.args[0])
+        return json_error(503, f"Server is at its limit of {exc.args[0]} sessions; try later")
+    structlog.contextvars.bind_contextvars(session_id=session.id)
+    return web.json_response({"sessionId": session.id, "createdAt": session.created_at}, status=201)
+
+
+@routes.post("/sessions/{session_id}/skip")
+async def skip(request: web.Request) -> web.Response:
+    session = require_session(request, request.match_info["session_id"])
+    session.skip()
+    log.info("session.skip_requested")
+    return web.json_response({"ok": True, "sessionId": session.id}, status=202)
+
+
+@routes.get("/sessions/{session_id}")
+async def status(request: web.Request) -> web.Response:
+    session = require_session(request, request.match_info["session_id"])
+    return web.json_response(session.status())
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    sessions = request.app[REGISTRY].sessions()
+    return web.json_response(
+        {
+            "status": "ok",
+            "sessions": len(sessions),
+            "listeners": sum(len(s.listeners) for s in sessions),
+            "eventClients": sum(len(s.event_clients) for s in sessions),
+            "uptimeSeconds": round(time.time() - _STARTED, 3),
+        }
+    )

@@ -1,0 +1,84 @@
+"""`GET /events?session=ID`: the session's metadata as Server-Sent Events.
+
+Secondary to the audio: the page reconnects it to the audio's session when it drops.
+Each event carries an SSE `id:` (the session's event number) so a reconnect that sends
+`Last-Event-ID` (or `?lastEventId=` from a page that built a new EventSource) gets
+exactly what it missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+
+from radiod.sessions import EventClient, SessionEvent, new_token
+from radiod.web.context import client_id, lookup_session
+from radiod.web.keys import REGISTRY
+
+log = structlog.get_logger(__name__)
+routes = web.RouteTableDef()
+
+HEARTBEAT_SECONDS = 15.0
+_NOT_FOUND = b'data: {"type":"error","message":"session_not_found"}\n\n'
+
+
+def _frame(payload: dict[str, Any], event_id: int | None = None) -> bytes:
+    head = f"id: {event_id}\n".encode() if event_id is not None else b""
+    return head + b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def _event_frame(event: SessionEvent) -> bytes:
+    return _frame({"type": event.type, **event.payload}, event.id)
+
+
+def _last_event_id(request: web.Request) -> int | None:
+    raw = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
+    return int(raw) if raw and raw.isdigit() and len(raw) < 19 else None
+
+
+@routes.get("/events", allow_head=False)
+async def events(request: web.Request) -> web.StreamResponse:
+    session = lookup_session(request, request.query.get("session"))
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    if session is None:
+        await response.write(_NOT_FOUND)
+        return response
+
+    client = EventClient(new_token()[:12], client_id(request))
+    session.subscribe(client)
+    structlog.contextvars.bind_contextvars(event_client_id=client.id)
+    log.info("events.connected")
+    request.app[REGISTRY].check_split(client.client_id, "events", session)
+    try:
+        await response.write(_frame({"type": "connected", "sessionId": session.id}))
+        sent = 0
+        for event in session.events_since(_last_event_id(request)):
+            await response.write(_event_frame(event))
+            sent = event.id
+        while True:
+            try:
+                event = await asyncio.wait_for(client.queue.get(), HEARTBEAT_SECONDS)
+            except TimeoutError:
+                await response.write(b": heartbeat\n\n")
+                continue
+            if event is None:
+                break
+            if event.id > sent:  # already sent as part of the snapshot
+                await response.write(_event_frame(event))
+    except ConnectionError:
+        pass  # the browser went away; it reconnects on its own terms
+    finally:
+        session.unsubscribe(client)
+        log.info("events.closed")
+    return response

@@ -1,0 +1,11 @@
+"""Typed application state shared by the handlers (aiohttp `AppKey`s)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from radiod.config import Config
+from radiod.sessions import SessionRegistry
+
+CONFIG = web.AppKey("config", Config)
+REGISTRY = web.AppKey("registry", SessionRegistry)
