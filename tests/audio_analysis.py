@@ -39,7 +39,8 @@ def _candidates(segment: np.ndarray, reference: np.ndarray, count: int = 8) -> l
     size = 1 << int(np.ceil(np.log2(len(reference) + len(segment))))
     corr = np.fft.irfft(np.fft.rfft(reference, size) * np.conj(np.fft.rfft(segment, size)), size)
     corr = corr[: len(reference) - len(segment) + 1]
-    energy = np.convolve(reference**2, np.ones(len(segment)), mode="valid")
+    power = np.concatenate([[0.0], np.cumsum(reference**2)])
+    energy = power[len(segment) :] - power[: -len(segment)]
     score = corr / np.sqrt(energy + 1e-9)
     picked: list[int] = []
     for offset in np.argsort(score)[::-1]:
@@ -61,17 +62,27 @@ def _aligned(reference: np.ndarray, start: int, length: int) -> np.ndarray:
 
 def _fit(
     stream: np.ndarray, a: np.ndarray, b: np.ndarray, size: int, first: int, last: int
-) -> tuple[float, list[float]]:
-    """Per window, the incoming track's share of the two fitted gains; and the residual."""
-    residual, shares = 0.0, []
-    for index in range(first, last):
-        span = slice(index * size, (index + 1) * size)
-        basis = np.stack([a[span], b[span]], axis=1)
-        gains, *_ = np.linalg.lstsq(basis, stream[span], rcond=None)
-        residual += float(np.sum((stream[span] - basis @ gains) ** 2))
-        gain_a, gain_b = abs(gains[0]), abs(gains[1])
-        shares.append(gain_b / (gain_a + gain_b + 1e-12))
-    return residual, shares
+) -> tuple[float, np.ndarray]:
+    """Per window, the incoming track's share of the two fitted gains; and the residual.
+
+    Each window's least-squares gains come from its 2x2 normal equations, all at once.
+    """
+    span = slice(first * size, last * size)
+    s, x, y = (v[span].reshape(-1, size) for v in (stream, a, b))
+    xx, yy, xy = (x * x).sum(1), (y * y).sum(1), (x * y).sum(1)
+    xs, ys = (x * s).sum(1), (y * s).sum(1)
+    det = xx * yy - xy * xy
+    safe = np.where(np.abs(det) > 1e-12, det, np.inf)
+    gain_a = np.where(yy > 0, (yy * xs - xy * ys) / safe, 0.0)
+    gain_b = np.where(xx > 0, (xx * ys - xy * xs) / safe, 0.0)
+    # Where one track is absent the system is singular: fit the other alone.
+    lone_a, lone_b = (yy <= 1e-12) & (xx > 1e-12), (xx <= 1e-12) & (yy > 1e-12)
+    gain_a = np.where(lone_a, xs / np.where(xx > 0, xx, 1), gain_a)
+    gain_b = np.where(lone_b, ys / np.where(yy > 0, yy, 1), gain_b)
+    fitted = gain_a[:, None] * x + gain_b[:, None] * y
+    residual = float(((s - fitted) ** 2).sum())
+    gain_a, gain_b = np.abs(gain_a), np.abs(gain_b)
+    return residual, gain_b / (gain_a + gain_b + 1e-12)
 
 
 def handover_time(
@@ -89,7 +100,7 @@ def handover_time(
     after = int((near + 2.0) * rate)
     size = int(rate * WINDOW_SECONDS)
     first, last = int((near - 2.0) * rate) // size, int((near + 2.0) * rate) // size
-    best: tuple[float, list[float]] | None = None
+    best: tuple[float, np.ndarray] | None = None
     for a_offset in _candidates(stream[before : before + probe], outgoing):
         for b_offset in _candidates(stream[after : after + probe], incoming):
             a = _aligned(outgoing, before - a_offset, len(stream))
@@ -98,12 +109,11 @@ def handover_time(
             if best is None or residual < best[0]:
                 best = (residual, shares)
     assert best is not None
-    times = [(index + 0.5) * WINDOW_SECONDS for index in range(first, last)]
-    shares = best[1]
-    t, share = np.array(times), np.array(shares)
+    t = (np.arange(first, last) + 0.5) * WINDOW_SECONDS
+    share = best[1]
     crossings = np.nonzero((share[:-1] < 0.5) & (share[1:] >= 0.5))[0]
     if len(crossings) == 0:
         raise AssertionError(f"no handover found near {near:.2f} s")
-    best = crossings[np.argmin(np.abs(t[crossings] - near))]
-    frac = (0.5 - share[best]) / (share[best + 1] - share[best])
-    return float(t[best] + frac * WINDOW_SECONDS)
+    at = crossings[np.argmin(np.abs(t[crossings] - near))]
+    frac = (0.5 - share[at]) / (share[at + 1] - share[at])
+    return float(t[at] + frac * WINDOW_SECONDS)
