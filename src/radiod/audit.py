@@ -528,9 +528,13 @@ class LogAuditor:
         channel = d.get("channel")
         missing = []
         # `rejected`: the request named no usable session (malformed, or none at all).
-        if d.get("session_id") is None and "rejected" not in d and (
-            event.startswith(SESSION_SCOPED_PREFIXES)
-            or (type(channel) is str and channel in SESSION_CHANNELS)
+        if (
+            d.get("session_id") is None
+            and "rejected" not in d
+            and (
+                event.startswith(SESSION_SCOPED_PREFIXES)
+                or (type(channel) is str and channel in SESSION_CHANNELS)
+            )
         ):
             missing.append("session_id")
         if channel is not None and d.get("client_id") is None:
