@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
-from radiod.library import Track, scan_library
 
 from radiod.app import create_app
 from radiod.config import Config, parse_config
 from radiod.demo import generate_demo_library
+from radiod.library import Track, scan_library
 from radiod.logs import configure_logging
 
 # Short tracks keep tests that cross track boundaries quick; the generator is the real one.
