@@ -301,3 +301,23 @@ async def test_sse_reconnect_with_last_event_id_gets_no_duplicates(
     replay = await read_sse(again, 2)
     assert replay[0]["data"]["type"] == "connected"
     assert int(replay[1]["id"]) > last_id
+
+
+async def test_the_mixer_stops_after_the_grace_period_and_resumes_the_stream(
+    radiod_client: ClientFactory, log_capture: LogCapture
+) -> None:
+    client = await radiod_client(stream={"stop_grace_seconds": 0.3})
+    session_id = await _create(client)
+    stream = await client.get(f"/stream?session={session_id}")
+    await _read_bytes(stream, 16000)
+    stream.close()
+    async with asyncio.timeout(10):
+        while (await (await client.get(f"/sessions/{session_id}")).json())["playing"]:
+            await asyncio.sleep(0.05)
+    (stopped,) = log_capture.events("mixer.stopped")
+    assert stopped["session_id"] == session_id
+    again = await client.get(f"/stream?session={session_id}")
+    decode_audio(await _read_bytes(again, 16000))
+    restarted = log_capture.events("mixer.started")
+    assert len(restarted) == 2
+    assert restarted[1]["stream_time"] >= stopped["stream_time"]  # the stream continues

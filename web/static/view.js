@@ -4,17 +4,6 @@ import { formatTime, shortId } from './util.js';
 
 const $ = (id) => document.getElementById(id);
 
-const STATUS_LABELS = {
-  idle: 'idle',
-  connecting: 'connecting',
-  connected: 'connected',
-  buffering: 'buffering',
-  degraded: 'degraded',
-  reconnecting: 'reconnecting',
-  dead: 'dead',
-  paused: 'paused',
-};
-
 function hue(text) {
   let h = 0;
   for (const ch of text) h = (h * 31 + ch.codePointAt(0)) % 360;
@@ -112,7 +101,8 @@ export class View {
   setChannelStatus(channel, status) {
     const row = channel === 'audio' ? this.el.audioHealth : this.el.eventsHealth;
     row.dataset.status = status;
-    row.querySelector('.status-text').textContent = STATUS_LABELS[status] ?? status;
+    // Status names are written for people already (see AUDIO_STATUS in health.js).
+    row.querySelector('.status-text').textContent = status;
   }
 
   showResume(show) {
