@@ -31,10 +31,13 @@ def test_block_escapes_quotes_pads_and_keeps_utf8() -> None:
     assert metadata_block(None) == b"\x00"
 
 
-def test_very_long_titles_fit_one_block() -> None:
-    block = metadata_block("x" * 5000)
-    assert block[0] == 255
-    assert block[1:].rstrip(b"\x00").endswith(b"';")
+def test_very_long_titles_fit_one_block_and_stay_well_formed() -> None:
+    for title in ("x" * 5000, "'" * 5000, "é" * 3000):
+        block = metadata_block(title)
+        assert block[0] <= 255
+        text = block[1:].rstrip(b"\x00")
+        assert text.endswith(b"';") and not text.endswith(b"\\';")
+        text.decode()  # never cut inside a UTF-8 sequence
 
 
 def test_titles_land_on_the_nearest_boundary_and_audio_is_untouched() -> None:

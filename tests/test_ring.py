@@ -28,7 +28,7 @@ async def test_new_reader_gets_a_burst_starting_on_a_chunk() -> None:
     burst = await reader.read()
     assert burst is not None
     assert [c.seq for c in burst] == list(range(32, 40))
-    assert reader.first_stream_time == 8.0
+    assert burst[0].stream_time == 8.0
     assert burst[-1].end_time - burst[0].stream_time == pytest.approx(2.0)
 
 

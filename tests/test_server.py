@@ -321,3 +321,23 @@ async def test_the_mixer_stops_after_the_grace_period_and_resumes_the_stream(
     restarted = log_capture.events("mixer.started")
     assert len(restarted) == 2
     assert restarted[1]["stream_time"] >= stopped["stream_time"]  # the stream continues
+
+
+async def test_a_new_events_client_gets_now_playing_however_busy_the_session(
+    radiod_client: ClientFactory,
+) -> None:
+    client = await radiod_client()
+    session_id = await _create(client)
+    keep = await client.get(f"/stream?session={session_id}")
+    await _read_bytes(keep, 8000)
+    for _ in range(40):  # 80 listener events: more than the replay backlog holds
+        churn = await client.get(f"/stream?session={session_id}")
+        await _read_bytes(churn, 2000)
+        churn.close()
+    events = await client.get(f"/events?session={session_id}")
+    connected, *snapshot = await read_sse(events, 3)
+    assert connected["data"]["type"] == "connected"
+    kinds = {m["data"]["type"] for m in snapshot}
+    assert kinds == {"track", "listener"}
+    track = next(m["data"] for m in snapshot if m["data"]["type"] == "track")
+    assert track["nowPlaying"]["trackId"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from radiod.library import Track
 from radiod.sessions import SessionRegistry
 from radiod.web import api, events, faults, pages, stream
 from radiod.web.context import context_middleware, set_client_cookie
-from radiod.web.keys import CONFIG, REGISTRY
+from radiod.web.keys import CONFIG, REGISTRY, STARTED
 
 log = structlog.get_logger(__name__)
 
@@ -29,6 +30,7 @@ def create_app(config: Config, tracks: Sequence[Track]) -> web.Application:
     """An application serving `tracks` with `config`; sessions live as long as it runs."""
     app = web.Application(middlewares=[context_middleware])
     app[CONFIG] = config
+    app[STARTED] = time.time()
     app.on_response_prepare.append(set_client_cookie)
     aiohttp_jinja2.setup(
         app,
@@ -49,7 +51,7 @@ def create_app(config: Config, tracks: Sequence[Track]) -> web.Application:
         app[REGISTRY] = registry
         registry.start_reaper()
         yield
-        await registry.close()
+        await registry.close()  # idempotent: on_shutdown has normally done it already
 
     async def end_sessions(app: web.Application) -> None:
         # on_shutdown runs before aiohttp waits for handlers: ending the rings and SSE

@@ -9,6 +9,7 @@ split a listener by construction; `SessionRegistry` creates, finds, binds (clien
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import itertools
 import re
@@ -128,7 +129,8 @@ class _LoopSink:
         self._loop = loop
 
     def _call(self, fn: Callable[..., None], *args: Any) -> None:
-        if not self._loop.is_closed():
+        # RuntimeError: the loop closed at shutdown; nobody is left to hear it.
+        with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(fn, *args)
 
     def on_header(self, header: bytes) -> None:
@@ -176,6 +178,8 @@ class Session:
         self.closed = False
         self._event_ids = itertools.count(1)
         self._backlog: deque[SessionEvent] = deque(maxlen=EVENT_BACKLOG)
+        # The newest event of each type: what a new client needs, however busy the backlog.
+        self._latest: dict[str, SessionEvent] = {}
         self._stop_timer: asyncio.TimerHandle | None = None
         # Where connections that ended left off, by listener id.
         self._resume_points: dict[str, ResumePoint] = {}
@@ -201,11 +205,15 @@ class Session:
         if self._stop_timer is not None:
             self._stop_timer.cancel()
             self._stop_timer = None
-        if self._stopping is not None:
-            # A reload right after the grace period: let the old thread finish first.
-            await self._stopping
+        # Registered before any wait, so the reaper never sees this session as idle.
         self.listeners[listener.id] = listener
         self.last_active = time.monotonic()
+        if self._stopping is not None:
+            # A reload right after the grace period: let the old thread finish first. The
+            # stop is shared by every listener arriving now; one leaving must not cancel it.
+            await asyncio.shield(self._stopping)
+        if self.closed:
+            return self.ring.reader()  # the ring is closed: the handler ends at once
         if not self.mixer.running:
             # The mixer thread copies the caller's log context: give it the session's
             # alone, not the first listener's client and channel.
@@ -268,9 +276,13 @@ class Session:
             self._stopping = None
 
     # -- event clients ---------------------------------------------------------------
-    def subscribe(self, client: EventClient) -> None:
+    def subscribe(self, client: EventClient) -> bool:
+        """Attach an event client; False when the session has already been closed."""
+        if self.closed:
+            return False
         self.event_clients[client.id] = client
         self.last_active = time.monotonic()
+        return True
 
     def unsubscribe(self, client: EventClient) -> None:
         if self.event_clients.pop(client.id, None) is not None:
@@ -280,6 +292,7 @@ class Session:
         """Number an event, keep it for replay, and queue it for every event client."""
         event = SessionEvent(next(self._event_ids), type_, payload)
         self._backlog.append(event)
+        self._latest[type_] = event
         for client in list(self.event_clients.values()):
             try:
                 client.queue.put_nowait(event)
@@ -297,10 +310,7 @@ class Session:
         """
         if last_id is not None and self._backlog and self._backlog[0].id <= last_id + 1:
             return [e for e in self._backlog if e.id > last_id]
-        latest: dict[str, SessionEvent] = {}
-        for event in self._backlog:
-            latest[event.type] = event
-        return sorted(latest.values(), key=lambda e: e.id)
+        return sorted(self._latest.values(), key=lambda e: e.id)
 
     # -- mixer callbacks (on the loop, via _LoopSink) ----------------------------------
     def track_started(self, event: TrackEvent) -> None:
@@ -363,7 +373,7 @@ class Session:
         self.ring.close()
         for client in list(self.event_clients.values()):
             client.close()
-        await asyncio.get_running_loop().run_in_executor(None, self.mixer.stop)
+        await asyncio.get_running_loop().run_in_executor(None, self.mixer.close)
 
 
 class SessionRegistry:
@@ -433,16 +443,25 @@ class SessionRegistry:
             now = time.monotonic()
             for session in list(self._sessions.values()):
                 if session.idle and now - session.last_active >= timeout:
-                    await self.reap(session, reason="idle")
+                    try:
+                        await self.reap(session, reason="idle")
+                    except Exception:
+                        # One session failing to close must not end reaping for all others.
+                        log.exception("session.reap_failed", session_id=session.id)
 
     async def reap(self, session: Session, *, reason: str) -> None:
         if self._sessions.pop(session.id, None) is None:
             return
         await session.close()
-        log.info("session.reaped", session_id=session.id, reason=reason)
+        log.info(
+            "session.reaped", session_id=session.id, reason=reason, created_by=session.created_by
+        )
 
     async def close(self) -> None:
-        """Stop the reaper and close every session (shutdown)."""
+        """Stop the reaper, then close every session (shutdown); idempotent."""
         if self._reaper is not None:
             self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+            self._reaper = None
         await asyncio.gather(*(self.reap(s, reason="shutdown") for s in self.sessions()))

@@ -605,6 +605,14 @@ class Mixer:
         if thread is not None and thread is not threading.current_thread():
             thread.join()
 
+    def close(self) -> None:
+        """Stop for good and release the pipeline's open files now, not at garbage collection."""
+        self.stop()
+        with self._lock:
+            output, self._output = self._output, None
+        if output is not None:
+            output.close()
+
     def skip(self) -> None:
         """Move to the next track with a short fade; safe from any thread."""
         self._skip.set()
@@ -641,6 +649,7 @@ class Mixer:
             # the next start() builds a new one that continues the stream's seq and time.
             log.exception("mixer.crashed", stream_time=round(self._produced_until, 3))
             self._output = None
+            output.close()
             stop.set()
         log.info("mixer.stopped", stream_time=round(self._produced_until, 3))
 

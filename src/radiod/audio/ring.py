@@ -176,7 +176,6 @@ class RingReader:
         # Stream time up to which this reader has been given audio (for skip accounting).
         self._delivered_until: float | None = None
         self._waiting: asyncio.Future[None] | None = None
-        self.first_stream_time: float | None = None
         self._resumed_after: int | None = None
 
     @property
@@ -230,7 +229,6 @@ class RingReader:
     def _deliver(self, chunks: list[Chunk]) -> list[Chunk]:
         if self._header is None:
             self._header = self._ring.header
-            self.first_stream_time = chunks[0].stream_time
         self._cursor = self._ring._end_index
         self._delivered_until = chunks[-1].end_time
         return chunks

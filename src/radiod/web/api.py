@@ -9,11 +9,10 @@ from aiohttp import web
 
 from radiod.sessions import SessionLimitError
 from radiod.web.context import client_id, json_error, require_session
-from radiod.web.keys import REGISTRY
+from radiod.web.keys import REGISTRY, STARTED
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
-_STARTED = time.time()
 
 
 @routes.post("/create-session")
@@ -50,6 +49,6 @@ async def healthz(request: web.Request) -> web.Response:
             "sessions": len(sessions),
             "listeners": sum(len(s.listeners) for s in sessions),
             "eventClients": sum(len(s.event_clients) for s in sessions),
-            "uptimeSeconds": round(time.time() - _STARTED, 3),
+            "uptimeSeconds": round(time.time() - request.app[STARTED], 3),
         }
     )

@@ -23,6 +23,8 @@ log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 
 HEARTBEAT_SECONDS = 15.0
+# A client whose socket accepts nothing for this long is gone in all but name.
+WRITE_TIMEOUT_SECONDS = 30.0
 _NOT_FOUND = b'data: {"type":"error","message":"session_not_found"}\n\n'
 
 
@@ -33,6 +35,11 @@ def _frame(payload: dict[str, Any], event_id: int | None = None) -> bytes:
 
 def _event_frame(event: SessionEvent) -> bytes:
     return _frame({"type": event.type, **event.payload}, event.id)
+
+
+async def _send(response: web.StreamResponse, data: bytes) -> None:
+    async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
+        await response.write(data)
 
 
 def _last_event_id(request: web.Request) -> int | None:
@@ -56,28 +63,36 @@ async def events(request: web.Request) -> web.StreamResponse:
         return response
 
     client = EventClient(new_token()[:12], client_id(request))
-    session.subscribe(client)
+    if not session.subscribe(client):  # reaped while this response was being prepared
+        await response.write(_NOT_FOUND)
+        return response
     structlog.contextvars.bind_contextvars(event_client_id=client.id)
     log.info("events.connected")
     request.app[REGISTRY].check_split(client.client_id, "events", session)
     try:
-        await response.write(_frame({"type": "connected", "sessionId": session.id}))
+        await _send(response, _frame({"type": "connected", "sessionId": session.id}))
         sent = 0
         for event in session.events_since(_last_event_id(request)):
-            await response.write(_event_frame(event))
+            await _send(response, _event_frame(event))
             sent = event.id
         while True:
             try:
                 event = await asyncio.wait_for(client.queue.get(), HEARTBEAT_SECONDS)
             except TimeoutError:
-                await response.write(b": heartbeat\n\n")
+                await _send(response, b": heartbeat\n\n")
                 continue
             if event is None:
                 break
             if event.id > sent:  # already sent as part of the snapshot
-                await response.write(_event_frame(event))
+                await _send(response, _event_frame(event))
     except ConnectionError:
         pass  # the browser went away; it reconnects on its own terms
+    except TimeoutError:
+        # A client that reads nothing for this long is stuck; aborting frees its socket
+        # (a graceful end would wait for the same unread buffer to drain).
+        log.warning("events.slow_client_dropped", timeout_seconds=WRITE_TIMEOUT_SECONDS)
+        if request.transport is not None:
+            request.transport.abort()
     finally:
         session.unsubscribe(client)
         log.info("events.closed")

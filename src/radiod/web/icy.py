@@ -21,6 +21,10 @@ def icy_headers(name: str, description: str, genre: str) -> dict[str, str]:
     }
 
 
+def _escape(title: str) -> str:
+    return title.replace("\\", "\\\\").replace("'", "\\'")
+
+
 def metadata_block(title: str | None) -> bytes:
     """One ICY block: a length byte, then `StreamTitle='…';` NUL-padded to 16-byte units.
 
@@ -28,10 +32,10 @@ def metadata_block(title: str | None) -> bytes:
     """
     if title is None:
         return b"\x00"
-    escaped = title.replace("\\", "\\\\").replace("'", "\\'")
-    text = f"StreamTitle='{escaped}';".encode()
-    if len(text) > _MAX_BLOCK:
-        text = text[: _MAX_BLOCK - 2].decode("utf-8", "ignore").encode() + b"';"
+    # Cut the title before escaping, so a cut can never leave a lone backslash before `'`.
+    title = title[:_MAX_BLOCK]
+    while len(text := f"StreamTitle='{_escape(title)}';".encode()) > _MAX_BLOCK:
+        title = title[:-1]
     units = -(-len(text) // 16)
     return bytes([units]) + text.ljust(units * 16, b"\x00")
 

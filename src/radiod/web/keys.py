@@ -9,3 +9,4 @@ from radiod.sessions import SessionRegistry
 
 CONFIG = web.AppKey("config", Config)
 REGISTRY = web.AppKey("registry", SessionRegistry)
+STARTED = web.AppKey("started", float)  # wall-clock start, for uptime

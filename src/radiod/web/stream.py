@@ -123,6 +123,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
     # Chromium resumes a dropped connection with `bytes=N-`: continue it byte-exactly.
     resume_at = byte_range[0] if byte_range and limit is None and icy is None else 0
     reader = await session.attach_listener(listener, resume_at)
+    if byte_range is not None and limit is None and not listener.resumed:
+        # A 206 from the live point still counts its bytes from where the client asked,
+        # so a later drop of this connection can be resumed in turn.
+        listener.bytes_sent = byte_range[0]
     log.info(
         "stream.connected",
         range=request.headers.get("Range"),
@@ -154,11 +158,16 @@ async def stream(request: web.Request) -> web.StreamResponse:
             async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
                 await response.write(data)
             listener.bytes_sent += len(data)
+            if limit is not None:
+                if listener.bytes_sent >= limit:
+                    break
+                continue  # a probe, not a listener: nothing to resume
             listener.last_seq = batch[-1].seq
-            if limit is not None and listener.bytes_sent >= limit:
-                break
     except TimeoutError:
         log.warning("stream.slow_client_dropped", timeout_seconds=WRITE_TIMEOUT_SECONDS)
+        # A graceful end would wait for the same unread buffer to drain: abort instead.
+        if listener.abort is not None:
+            listener.abort()
     except ConnectionError:
         pass  # the client left; that is how every stream ends
     finally:
