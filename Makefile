@@ -51,6 +51,7 @@ format: install
 bench: install system-deps
 	$(BIN)/python bench/transcode.py
 	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/fanout.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -27,7 +27,8 @@ def test_a_minute_of_listening_shows_tracks_on_time_and_audits_clean(radiod, ope
     switches = player.debug("switches")
     assert len(switches) >= 3, switches
     lateness = [s["at"] - s["startsAt"] for s in switches[1:]]
-    assert all(0 <= late < 1.0 for late in lateness), switches
+    # The bound: what they see switches within 0.5 s of when they hear it.
+    assert all(abs(late) <= 0.5 for late in lateness), switches
     assert all(s["sessionId"] == session_id for s in switches)
     status = player.page.evaluate(f"fetch('/sessions/{session_id}').then(r => r.json())")
     assert status["listeners"] == 1 and status["eventClients"] == 1
