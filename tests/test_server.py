@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 from aiohttp import ClientResponse, ClientSession
@@ -341,3 +342,28 @@ async def test_a_new_events_client_gets_now_playing_however_busy_the_session(
     assert kinds == {"track", "listener"}
     track = next(m["data"] for m in snapshot if m["data"]["type"] == "track")
     assert track["nowPlaying"]["trackId"]
+
+
+async def test_a_stuck_client_does_not_hold_back_another_listener(
+    radiod_client: ClientFactory,
+) -> None:
+    client = await radiod_client()
+    session_id = await _create(client)
+    # A client that asks for the stream and then never reads a byte.
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.connect(("127.0.0.1", client.port))
+    stuck.sendall(f"GET /stream?session={session_id} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    try:
+        listener = await client.get(f"/stream?session={session_id}")
+        burst = await _read_bytes(listener, BURST_BYTES_128K)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        later = await _read_bytes(listener, 3 * 16_000)  # three more seconds, paced live
+        elapsed = loop.time() - started
+        decode_audio(burst + later)
+        assert elapsed < 10, "the healthy listener was held back"
+        status = await (await client.get(f"/sessions/{session_id}")).json()
+        assert status["listeners"] == 2  # the stuck one is still attached, just not read
+    finally:
+        stuck.close()

@@ -48,6 +48,21 @@ def _headers(content_type: str) -> dict[str, str]:
     return {"Content-Type": content_type, "Cache-Control": "no-store"}
 
 
+async def _write(request: web.Request, response: web.StreamResponse, data: bytes) -> None:
+    """Write, giving up on a client whose socket accepts nothing for WRITE_TIMEOUT_SECONDS.
+
+    A timer per write costs ~13% of the event loop at 1,000 listeners (bench/fanout.py), so
+    it is armed only when the write can actually wait: the socket already holds unsent
+    bytes, or this write alone is big enough to fill it (a burst).
+    """
+    transport = request.transport
+    if transport is not None and not transport.get_write_buffer_size() and len(data) < 16384:
+        await response.write(data)
+        return
+    async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
+        await response.write(data)
+
+
 def _icy_title(event: TrackEvent | None) -> str | None:
     return f"{event.track.artist} - {event.track.title}" if event else None
 
@@ -155,8 +170,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 data = prefix + b"".join(chunk.data for chunk in batch)
             if limit is not None:
                 data = data[: limit - listener.bytes_sent]
-            async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
-                await response.write(data)
+            await _write(request, response, data)
             listener.bytes_sent += len(data)
             if limit is not None:
                 if listener.bytes_sent >= limit:
