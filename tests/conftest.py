@@ -101,6 +101,25 @@ def decode_audio(data: bytes, fmt: str = "mp3") -> tuple[np.ndarray, int]:
     return np.concatenate(blocks, axis=1), rate
 
 
+async def create_session(client: TestClient) -> str:
+    """`POST /create-session` as a page does; the new session's ID."""
+    response = await client.post("/create-session")
+    assert response.status == 201
+    return (await response.json())["sessionId"]
+
+
+async def read_bytes(response: ClientResponse, count: int, timeout: float = 30.0) -> bytes:
+    """Up to `count` bytes of a streaming body (fewer only if it ends)."""
+    data = bytearray()
+    async with asyncio.timeout(timeout):
+        while len(data) < count:
+            chunk = await response.content.read(count - len(data))
+            if not chunk:
+                break
+            data += chunk
+    return bytes(data)
+
+
 async def read_sse(response: ClientResponse, count: int, timeout: float = 20.0) -> list[dict]:
     """Read `count` SSE messages (comments skipped) as dicts with `id` and `data` (parsed)."""
     messages: list[dict] = []

@@ -9,17 +9,13 @@ import sys
 from pathlib import Path
 
 from radiod.audit import audit_lines
-from tests.conftest import ClientFactory, LogCapture, read_sse
-
-
-async def _create(client) -> str:
-    return (await (await client.post("/create-session")).json())["sessionId"]
+from tests.conftest import ClientFactory, LogCapture, create_session, read_bytes, read_sse
 
 
 async def _listen(client, session_id: str, nbytes: int = 16000):
     stream = await client.get(f"/stream?session={session_id}")
     assert stream.status == 200
-    await asyncio.wait_for(stream.content.readexactly(nbytes), 30)
+    assert len(await read_bytes(stream, nbytes)) == nbytes
     return stream
 
 
@@ -45,12 +41,12 @@ async def test_a_clean_listening_run_audits_clean(
     radiod_client: ClientFactory, log_capture: LogCapture, tmp_path: Path
 ) -> None:
     client = await radiod_client()
-    session_id = await _create(client)
+    session_id = await create_session(client)
     events = await client.get(f"/events?session={session_id}")
     await read_sse(events, 1)
     stream = await _listen(client, session_id)
     assert (await client.post(f"/sessions/{session_id}/skip")).status == 202
-    await asyncio.wait_for(stream.content.readexactly(16000), 30)
+    assert len(await read_bytes(stream, 16000)) == 16000
     stream.close()
     events.close()
     await _wait_closed(client, session_id)
@@ -77,8 +73,8 @@ async def test_a_split_client_is_one_incident_and_agrees_with_the_live_detector(
     radiod_client: ClientFactory, log_capture: LogCapture, tmp_path: Path
 ) -> None:
     client = await radiod_client()
-    session_a = await _create(client)
-    session_b = await _create(client)
+    session_a = await create_session(client)
+    session_b = await create_session(client)
     events = await client.get(f"/events?session={session_a}")
     await read_sse(events, 1)
     stream = await _listen(client, session_b)

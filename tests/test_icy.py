@@ -7,7 +7,7 @@ import itertools
 
 from radiod.web.icy import IcyWriter, metadata_block
 from tests.audio_analysis import decode_mono, handover_time
-from tests.conftest import decode_audio
+from tests.conftest import create_session, decode_audio
 
 
 def _parse(stream: bytes, metaint: int) -> tuple[bytes, list[tuple[int, bytes]]]:
@@ -93,7 +93,7 @@ async def test_icy_titles_sit_where_the_tracks_change_and_the_audio_stays_clean(
 ) -> None:
     bitrate = 320  # 16000-byte intervals are 0.4 s here, so placement is within 0.2 s
     client = await radiod_client(audio={"bitrate": bitrate})
-    session_id = (await (await client.post("/create-session")).json())["sessionId"]
+    session_id = await create_session(client)
     headers, audio, blocks = await _read_icy(
         client.port, f"/stream?session={session_id}", 16.0, bitrate
     )
@@ -129,7 +129,7 @@ async def test_icy_titles_sit_where_the_tracks_change_and_the_audio_stays_clean(
 
 async def test_ffmpeg_reads_the_icy_title(radiod_client, demo_tracks) -> None:
     client = await radiod_client()
-    session_id = (await (await client.post("/create-session")).json())["sessionId"]
+    session_id = await create_session(client)
     url = str(client.make_url(f"/stream?session={session_id}"))
     process = await asyncio.create_subprocess_exec(
         "ffmpeg",

@@ -6,35 +6,25 @@ import asyncio
 import socket
 
 import pytest
-from aiohttp import ClientResponse, ClientSession
+from aiohttp import ClientSession
 
-from tests.conftest import ClientFactory, LogCapture, decode_audio, read_sse
+from tests.conftest import (
+    ClientFactory,
+    LogCapture,
+    create_session,
+    decode_audio,
+    read_bytes,
+    read_sse,
+)
 
 BURST_BYTES_128K = 4 * 128_000 // 8
-
-
-async def _create(client) -> str:
-    response = await client.post("/create-session")
-    assert response.status == 201
-    return (await response.json())["sessionId"]
-
-
-async def _read_bytes(response: ClientResponse, count: int, timeout: float = 30.0) -> bytes:
-    data = bytearray()
-    async with asyncio.timeout(timeout):
-        while len(data) < count:
-            chunk = await response.content.read(count - len(data))
-            if not chunk:
-                break
-            data += chunk
-    return bytes(data)
 
 
 async def test_create_events_and_stream_share_one_session_id(
     radiod_client: ClientFactory, log_capture: LogCapture
 ) -> None:
     client = await radiod_client()
-    session_id = await _create(client)
+    session_id = await create_session(client)
     assert session_id.startswith("session_") and len(session_id) >= 8 + 22
 
     events = await client.get(f"/events?session={session_id}")
@@ -48,7 +38,7 @@ async def test_create_events_and_stream_share_one_session_id(
     assert stream.headers["Content-Type"] == "audio/mpeg"
     assert stream.headers["Cache-Control"] == "no-store"
     assert "Content-Length" not in stream.headers
-    data = await _read_bytes(stream, BURST_BYTES_128K)
+    data = await read_bytes(stream, BURST_BYTES_128K)
     samples, rate = decode_audio(data)
     assert rate == 44100
     assert samples.shape[1] / rate > 3.0  # the burst: about 4 s at once
@@ -82,12 +72,12 @@ async def test_two_listeners_of_one_session_hear_identical_bytes(
     radiod_client: ClientFactory,
 ) -> None:
     client = await radiod_client()
-    session_id = await _create(client)
+    session_id = await create_session(client)
     first = await client.get(f"/stream?session={session_id}")
-    head = await _read_bytes(first, 8000)
+    head = await read_bytes(first, 8000)
     second = await client.get(f"/stream?session={session_id}")
-    rest_of_first = await _read_bytes(first, BURST_BYTES_128K * 2)
-    of_second = await _read_bytes(second, BURST_BYTES_128K)
+    rest_of_first = await read_bytes(first, BURST_BYTES_128K * 2)
+    of_second = await read_bytes(second, BURST_BYTES_128K)
     whole_first = head + rest_of_first
     start = whole_first.find(of_second[:4096])
     assert start >= 0, "the second listener's bytes are not part of the first's stream"
@@ -101,12 +91,12 @@ async def test_skip_changes_track_for_every_channel(
     radiod_client: ClientFactory, log_capture: LogCapture
 ) -> None:
     client = await radiod_client()
-    session_id = await _create(client)
+    session_id = await create_session(client)
     events = await client.get(f"/events?session={session_id}")
     await read_sse(events, 1)
     listeners = [await client.get(f"/stream?session={session_id}") for _ in range(2)]
     for listener in listeners:
-        await _read_bytes(listener, 16000)
+        await read_bytes(listener, 16000)
     first_track = None
     while first_track is None:
         (message,) = await read_sse(events, 1)
@@ -125,7 +115,7 @@ async def test_skip_changes_track_for_every_channel(
     assert status["nowPlaying"]["trackId"] == new_track["nowPlaying"]["trackId"]
     assert status["listeners"] == 2
     for listener in listeners:
-        decode_audio(await _read_bytes(listener, 32000))
+        decode_audio(await read_bytes(listener, 32000))
     started = log_capture.events("mixer.track_started")
     assert {line["session_id"] for line in started} == {session_id}
 
@@ -183,7 +173,7 @@ async def test_control_endpoints_answer_json_and_405(radiod_client: ClientFactor
 
 async def test_head_and_range_probes(radiod_client: ClientFactory) -> None:
     client = await radiod_client()
-    session_id = await _create(client)
+    session_id = await create_session(client)
     head = await client.head(f"/stream?session={session_id}")
     assert head.status == 200
     assert head.headers["Content-Type"] == "audio/mpeg"
@@ -194,12 +184,12 @@ async def test_head_and_range_probes(radiod_client: ClientFactory) -> None:
     assert len(await asyncio.wait_for(probe.read(), 15)) == 2
     full = await client.get(f"/stream?session={session_id}", headers={"Range": "bytes=0-"})
     assert full.status == 200
-    decode_audio(await _read_bytes(full, 16000))
+    decode_audio(await read_bytes(full, 16000))
     full.close()
     resumed = await client.get(f"/stream?session={session_id}", headers={"Range": "bytes=50000-"})
     assert resumed.status == 206
     assert resumed.headers["Content-Range"].startswith("bytes 50000-")
-    decode_audio(await _read_bytes(resumed, 16000))  # from the live point, on a frame boundary
+    decode_audio(await read_bytes(resumed, 16000))  # from the live point, on a frame boundary
 
 
 async def test_cookie_binding_lets_a_sessionless_stream_find_its_session(
@@ -212,7 +202,7 @@ async def test_cookie_binding_lets_a_sessionless_stream_find_its_session(
     session_id = (await response.json())["sessionId"]
     stream = await client.get("/stream")
     assert stream.status == 200
-    await _read_bytes(stream, 8000)
+    await read_bytes(stream, 8000)
     status = await (await client.get(f"/sessions/{session_id}")).json()
     assert status["listeners"] == 1
     async with ClientSession(base_url=str(client.make_url("/"))) as stranger:
@@ -223,13 +213,13 @@ async def test_a_split_client_is_detected_the_moment_it_happens(
     radiod_client: ClientFactory, log_capture: LogCapture
 ) -> None:
     client = await radiod_client()
-    session_a = await _create(client)
-    session_b = await _create(client)
+    session_a = await create_session(client)
+    session_b = await create_session(client)
     events = await client.get(f"/events?session={session_a}")
     await read_sse(events, 1)
     assert not log_capture.events("split_session.detected")
     stream = await client.get(f"/stream?session={session_b}")
-    await _read_bytes(stream, 4000)
+    await read_bytes(stream, 4000)
     (split,) = log_capture.events("split_session.detected")
     assert split["level"] == "warning"
     assert split["audio_session_id"] == session_b
@@ -240,11 +230,11 @@ async def test_a_split_client_is_detected_the_moment_it_happens(
 
 async def test_disconnected_clients_are_removed_at_once(radiod_client: ClientFactory) -> None:
     client = await radiod_client()
-    session_id = await _create(client)
+    session_id = await create_session(client)
     events = await client.get(f"/events?session={session_id}")
     await read_sse(events, 1)
     stream = await client.get(f"/stream?session={session_id}")
-    await _read_bytes(stream, 8000)
+    await read_bytes(stream, 8000)
     status = await (await client.get(f"/sessions/{session_id}")).json()
     assert (status["listeners"], status["eventClients"]) == (1, 1)
     stream.close()
@@ -261,9 +251,9 @@ async def test_idle_sessions_are_reaped_and_mixers_stop(
     client = await radiod_client(
         session={"idle_timeout_seconds": 0.5}, stream={"stop_grace_seconds": 0.2}
     )
-    session_id = await _create(client)
+    session_id = await create_session(client)
     stream = await client.get(f"/stream?session={session_id}")
-    await _read_bytes(stream, 8000)
+    await read_bytes(stream, 8000)
     stream.close()
     async with asyncio.timeout(15):
         while not log_capture.events("session.reaped"):
@@ -276,8 +266,8 @@ async def test_idle_sessions_are_reaped_and_mixers_stop(
 
 async def test_max_sessions_gives_503(radiod_client: ClientFactory) -> None:
     client = await radiod_client(session={"max_sessions": 2})
-    await _create(client)
-    await _create(client)
+    await create_session(client)
+    await create_session(client)
     response = await client.post("/create-session")
     assert response.status == 503
     assert "limit of 2 sessions" in (await response.json())["error"]
@@ -287,11 +277,11 @@ async def test_sse_reconnect_with_last_event_id_gets_no_duplicates(
     radiod_client: ClientFactory,
 ) -> None:
     client = await radiod_client()
-    session_id = await _create(client)
+    session_id = await create_session(client)
     events = await client.get(f"/events?session={session_id}")
     await read_sse(events, 1)
     stream = await client.get(f"/stream?session={session_id}")
-    await _read_bytes(stream, 8000)
+    await read_bytes(stream, 8000)
     seen = await read_sse(events, 2)
     last_id = max(int(m["id"]) for m in seen)
     events.close()
@@ -308,9 +298,9 @@ async def test_the_mixer_stops_after_the_grace_period_and_resumes_the_stream(
     radiod_client: ClientFactory, log_capture: LogCapture
 ) -> None:
     client = await radiod_client(stream={"stop_grace_seconds": 0.3})
-    session_id = await _create(client)
+    session_id = await create_session(client)
     stream = await client.get(f"/stream?session={session_id}")
-    await _read_bytes(stream, 16000)
+    await read_bytes(stream, 16000)
     stream.close()
     async with asyncio.timeout(10):
         while (await (await client.get(f"/sessions/{session_id}")).json())["playing"]:
@@ -318,7 +308,7 @@ async def test_the_mixer_stops_after_the_grace_period_and_resumes_the_stream(
     (stopped,) = log_capture.events("mixer.stopped")
     assert stopped["session_id"] == session_id
     again = await client.get(f"/stream?session={session_id}")
-    decode_audio(await _read_bytes(again, 16000))
+    decode_audio(await read_bytes(again, 16000))
     restarted = log_capture.events("mixer.started")
     assert len(restarted) == 2
     assert restarted[1]["stream_time"] >= stopped["stream_time"]  # the stream continues
@@ -328,12 +318,12 @@ async def test_a_new_events_client_gets_now_playing_however_busy_the_session(
     radiod_client: ClientFactory,
 ) -> None:
     client = await radiod_client()
-    session_id = await _create(client)
+    session_id = await create_session(client)
     keep = await client.get(f"/stream?session={session_id}")
-    await _read_bytes(keep, 8000)
+    await read_bytes(keep, 8000)
     for _ in range(40):  # 80 listener events: more than the replay backlog holds
         churn = await client.get(f"/stream?session={session_id}")
-        await _read_bytes(churn, 2000)
+        await read_bytes(churn, 2000)
         churn.close()
     events = await client.get(f"/events?session={session_id}")
     connected, *snapshot = await read_sse(events, 3)
@@ -348,7 +338,7 @@ async def test_a_stuck_client_does_not_hold_back_another_listener(
     radiod_client: ClientFactory,
 ) -> None:
     client = await radiod_client()
-    session_id = await _create(client)
+    session_id = await create_session(client)
     # A client that asks for the stream and then never reads a byte.
     stuck = socket.socket()
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -356,10 +346,10 @@ async def test_a_stuck_client_does_not_hold_back_another_listener(
     stuck.sendall(f"GET /stream?session={session_id} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     try:
         listener = await client.get(f"/stream?session={session_id}")
-        burst = await _read_bytes(listener, BURST_BYTES_128K)
+        burst = await read_bytes(listener, BURST_BYTES_128K)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        later = await _read_bytes(listener, 3 * 16_000)  # three more seconds, paced live
+        later = await read_bytes(listener, 3 * 16_000)  # three more seconds, paced live
         elapsed = loop.time() - started
         decode_audio(burst + later)
         assert elapsed < 10, "the healthy listener was held back"

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 
 from tests.audio_analysis import decode_mono, handover_time
-from tests.conftest import ClientFactory, decode_audio, read_sse
+from tests.conftest import ClientFactory, create_session, decode_audio, read_sse
 
 SECONDS_OF_AUDIO = 17.0
 
@@ -15,7 +15,7 @@ async def test_announced_start_times_match_the_audio_the_listener_received(
     radiod_client: ClientFactory, demo_tracks
 ) -> None:
     client = await radiod_client()
-    session_id = (await (await client.post("/create-session")).json())["sessionId"]
+    session_id = await create_session(client)
     events = await client.get(f"/events?session={session_id}")
     await read_sse(events, 1)
     messages: list[dict] = []
