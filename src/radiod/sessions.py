@@ -386,9 +386,6 @@ class SessionRegistry:
         self._bindings: OrderedDict[str, str] = OrderedDict()
         self._reaper: asyncio.Task[None] | None = None
 
-    def __len__(self) -> int:
-        return len(self._sessions)
-
     def sessions(self) -> list[Session]:
         return list(self._sessions.values())
 

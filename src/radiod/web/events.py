@@ -18,13 +18,12 @@ from aiohttp import web
 from radiod.sessions import EventClient, SessionEvent, new_token
 from radiod.web.context import client_id, lookup_session
 from radiod.web.keys import REGISTRY
+from radiod.web.sending import WRITE_TIMEOUT_SECONDS, drop, send
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 
 HEARTBEAT_SECONDS = 15.0
-# A client whose socket accepts nothing for this long is gone in all but name.
-WRITE_TIMEOUT_SECONDS = 30.0
 _NOT_FOUND = b'data: {"type":"error","message":"session_not_found"}\n\n'
 
 
@@ -35,11 +34,6 @@ def _frame(payload: dict[str, Any], event_id: int | None = None) -> bytes:
 
 def _event_frame(event: SessionEvent) -> bytes:
     return _frame({"type": event.type, **event.payload}, event.id)
-
-
-async def _send(response: web.StreamResponse, data: bytes) -> None:
-    async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
-        await response.write(data)
 
 
 def _last_event_id(request: web.Request) -> int | None:
@@ -70,29 +64,26 @@ async def events(request: web.Request) -> web.StreamResponse:
     log.info("events.connected")
     request.app[REGISTRY].check_split(client.client_id, "events", session)
     try:
-        await _send(response, _frame({"type": "connected", "sessionId": session.id}))
+        await send(request, response, _frame({"type": "connected", "sessionId": session.id}))
         sent = 0
         for event in session.events_since(_last_event_id(request)):
-            await _send(response, _event_frame(event))
+            await send(request, response, _event_frame(event))
             sent = event.id
         while True:
             try:
                 event = await asyncio.wait_for(client.queue.get(), HEARTBEAT_SECONDS)
             except TimeoutError:
-                await _send(response, b": heartbeat\n\n")
+                await send(request, response, b": heartbeat\n\n")
                 continue
             if event is None:
                 break
             if event.id > sent:  # already sent as part of the snapshot
-                await _send(response, _event_frame(event))
+                await send(request, response, _event_frame(event))
     except ConnectionError:
         pass  # the browser went away; it reconnects on its own terms
     except TimeoutError:
-        # A client that reads nothing for this long is stuck; aborting frees its socket
-        # (a graceful end would wait for the same unread buffer to drain).
         log.warning("events.slow_client_dropped", timeout_seconds=WRITE_TIMEOUT_SECONDS)
-        if request.transport is not None:
-            request.transport.abort()
+        drop(request)
     finally:
         session.unsubscribe(client)
         log.info("events.closed")

@@ -7,7 +7,6 @@ only delays its own writes; the ring skips it forward if it falls behind.
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import structlog
@@ -19,12 +18,11 @@ from radiod.sessions import Listener, Session, new_token, valid_session_id
 from radiod.web.context import client_id, json_error, lookup_session
 from radiod.web.icy import IcyWriter, icy_headers
 from radiod.web.keys import REGISTRY
+from radiod.web.sending import WRITE_TIMEOUT_SECONDS, drop, send
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 
-# A client whose socket accepts nothing for this long is gone in all but name.
-WRITE_TIMEOUT_SECONDS = 30.0
 # Content-Range needs a last byte even for an endless stream; this one is never reached.
 _ENDLESS = 2**40
 _RANGE_RE = re.compile(r"bytes=(\d{1,15})-(\d{0,15})")
@@ -46,21 +44,6 @@ def _listener_id(request: web.Request) -> str:
 
 def _headers(content_type: str) -> dict[str, str]:
     return {"Content-Type": content_type, "Cache-Control": "no-store"}
-
-
-async def _write(request: web.Request, response: web.StreamResponse, data: bytes) -> None:
-    """Write, giving up on a client whose socket accepts nothing for WRITE_TIMEOUT_SECONDS.
-
-    A timer per write costs ~13% of the event loop at 1,000 listeners (bench/fanout.py), so
-    it is armed only when the write can actually wait: the socket already holds unsent
-    bytes, or this write alone is big enough to fill it (a burst).
-    """
-    transport = request.transport
-    if transport is not None and not transport.get_write_buffer_size() and len(data) < 16384:
-        await response.write(data)
-        return
-    async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
-        await response.write(data)
 
 
 def _icy_title(event: TrackEvent | None) -> str | None:
@@ -170,7 +153,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 data = prefix + b"".join(chunk.data for chunk in batch)
             if limit is not None:
                 data = data[: limit - listener.bytes_sent]
-            await _write(request, response, data)
+            await send(request, response, data)
             listener.bytes_sent += len(data)
             if limit is not None:
                 if listener.bytes_sent >= limit:
@@ -179,9 +162,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
             listener.last_seq = batch[-1].seq
     except TimeoutError:
         log.warning("stream.slow_client_dropped", timeout_seconds=WRITE_TIMEOUT_SECONDS)
-        # A graceful end would wait for the same unread buffer to drain: abort instead.
-        if listener.abort is not None:
-            listener.abort()
+        drop(request)
     except ConnectionError:
         pass  # the client left; that is how every stream ends
     finally:
