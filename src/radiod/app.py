@@ -11,6 +11,7 @@ import jinja2
 import structlog
 from aiohttp import web
 
+from radiod.catalog import Catalog, FixedCatalog
 from radiod.config import Config
 from radiod.library import Track
 from radiod.sessions import SessionRegistry
@@ -26,8 +27,13 @@ WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
 ACCESS_LOG_FORMAT = '"%r" %s %b %Tf'
 
 
-def create_app(config: Config, tracks: Sequence[Track]) -> web.Application:
-    """An application serving `tracks` with `config`; sessions live as long as it runs."""
+def create_app(config: Config, tracks: Catalog | Sequence[Track]) -> web.Application:
+    """An application serving `tracks` with `config`; sessions live as long as it runs.
+
+    `tracks` is shared by every session: a track one session finds unplayable is left out
+    for all of them. A fixed list becomes a `FixedCatalog`.
+    """
+    catalog = FixedCatalog(tracks) if isinstance(tracks, Sequence) else tracks
     app = web.Application(middlewares=[context_middleware])
     app[CONFIG] = config
     app[STARTED] = time.time()
@@ -47,7 +53,7 @@ def create_app(config: Config, tracks: Sequence[Track]) -> web.Application:
     app.router.add_static("/static/", WEB_ROOT / "static")
 
     async def registry_ctx(app: web.Application) -> AsyncIterator[None]:
-        registry = SessionRegistry(config, tracks)
+        registry = SessionRegistry(config, catalog)
         app[REGISTRY] = registry
         registry.start_reaper()
         yield
