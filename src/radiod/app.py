@@ -16,6 +16,7 @@ from radiod.library import Track
 from radiod.sessions import SessionRegistry
 from radiod.web import api, events, faults, pages, stream
 from radiod.web.context import context_middleware, set_client_cookie
+from radiod.web.guards import CREATE_LIMITER, CreateLimiter, guard_middleware
 from radiod.web.keys import CONFIG, REGISTRY, STARTED
 
 log = structlog.get_logger(__name__)
@@ -28,8 +29,10 @@ ACCESS_LOG_FORMAT = '"%r" %s %b %Tf'
 
 def create_app(config: Config, tracks: Sequence[Track]) -> web.Application:
     """An application serving `tracks` with `config`; sessions live as long as it runs."""
-    app = web.Application(middlewares=[context_middleware])
+    # The guards run inside the context middleware, so their refusals are logged in context.
+    app = web.Application(middlewares=[context_middleware, guard_middleware(config.server)])
     app[CONFIG] = config
+    app[CREATE_LIMITER] = CreateLimiter(config.limits)
     app[STARTED] = time.time()
     app.on_response_prepare.append(set_client_cookie)
     aiohttp_jinja2.setup(
