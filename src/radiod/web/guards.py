@@ -20,11 +20,12 @@ import ipaddress
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
 from radiod.config import LimitsConfig, ServerConfig
@@ -39,7 +40,6 @@ BUCKET_KEYS_LIMIT = 10_000
 # Methods that change nothing: a cross-site page may send them, CORS keeps their answers.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Origin = tuple[str, str, int | None]
 
 
@@ -114,7 +114,7 @@ class HostPolicy:
         )
 
 
-def guard_middleware(config: ServerConfig) -> Callable[[web.Request, Handler], Awaitable]:
+def guard_middleware(config: ServerConfig) -> Middleware:
     """Middleware answering `421` to an unknown `Host` and `403` to a foreign `Origin`.
 
     It runs inside `context_middleware`, so its lines carry the request's client and
@@ -127,26 +127,20 @@ def guard_middleware(config: ServerConfig) -> Callable[[web.Request, Handler], A
         # Without Host: HTTP/1.0 (no browser); aiohttp's parser already answers 1.1 with 400.
         host = request.headers.get("Host")
         if host is not None and not policy.allows_host(host):
-            return _reject(
-                request, 421, "unknown_host", "Misdirected request: unknown Host", host=host
-            )
+            return _reject(421, "unknown_host", "Misdirected request: unknown Host", host=host)
         origin = request.headers.get("Origin")
         if (
             origin is not None
             and request.method not in SAFE_METHODS
             and not policy.allows_origin(origin, request.scheme, host or "")
         ):
-            return _reject(
-                request, 403, "foreign_origin", "Cross-origin request refused", origin=origin
-            )
+            return _reject(403, "foreign_origin", "Cross-origin request refused", origin=origin)
         return await handler(request)
 
     return middleware
 
 
-def _reject(
-    request: web.Request, status: int, reason: str, message: str, **values: str
-) -> web.Response:
+def _reject(status: int, reason: str, message: str, **values: str) -> web.Response:
     structlog.contextvars.bind_contextvars(rejected=reason)
     # Client-chosen text: logged (an operator needs the name to allow it), but cut short.
     log.info("request.rejected", status=status, **{k: v[:200] for k, v in values.items()})
