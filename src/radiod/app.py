@@ -17,6 +17,7 @@ from radiod.library import Track
 from radiod.sessions import SessionRegistry
 from radiod.web import api, events, faults, pages, stream
 from radiod.web.context import context_middleware, set_client_cookie
+from radiod.web.guards import CREATE_LIMITER, CreateLimiter, guard_middleware
 from radiod.web.keys import CONFIG, REGISTRY, STARTED
 
 log = structlog.get_logger(__name__)
@@ -34,8 +35,10 @@ def create_app(config: Config, tracks: Catalog | Sequence[Track]) -> web.Applica
     for all of them. A fixed list becomes a `FixedCatalog`.
     """
     catalog = FixedCatalog(tracks) if isinstance(tracks, Sequence) else tracks
-    app = web.Application(middlewares=[context_middleware])
+    # The guards run inside the context middleware, so their refusals are logged in context.
+    app = web.Application(middlewares=[context_middleware, guard_middleware(config.server)])
     app[CONFIG] = config
+    app[CREATE_LIMITER] = CreateLimiter(config.limits)
     app[STARTED] = time.time()
     app.on_response_prepare.append(set_client_cookie)
     aiohttp_jinja2.setup(

@@ -182,6 +182,9 @@ class Session:
         self.track_history: deque[TrackEvent] = deque(maxlen=16)
         self.next_track: Track | None = None
         self.closed = False
+        # Whether an audio listener or events client ever came: never-attached sessions are
+        # reaped after `unattached_timeout_seconds`, sooner than idle ones.
+        self.attached = False
         self._event_ids = itertools.count(1)
         self._backlog: deque[SessionEvent] = deque(maxlen=EVENT_BACKLOG)
         # The newest event of each type: what a new client needs, however busy the backlog.
@@ -213,6 +216,7 @@ class Session:
             self._stop_timer = None
         # Registered before any wait, so the reaper never sees this session as idle.
         self.listeners[listener.id] = listener
+        self.attached = True
         self.last_active = time.monotonic()
         if self._stopping is not None:
             # A reload right after the grace period: let the old thread finish first. The
@@ -287,6 +291,7 @@ class Session:
         if self.closed:
             return False
         self.event_clients[client.id] = client
+        self.attached = True
         self.last_active = time.monotonic()
         return True
 
@@ -464,14 +469,16 @@ class SessionRegistry:
         self._reaper = asyncio.create_task(self._reap_forever())
 
     async def _reap_forever(self) -> None:
-        timeout = self._config.session.idle_timeout_seconds
+        config = self._config.session
+        shortest = min(config.idle_timeout_seconds, config.unattached_timeout_seconds)
         while True:
-            await asyncio.sleep(min(max(timeout / 4, 0.05), 5.0))
+            await asyncio.sleep(min(max(shortest / 4, 0.05), 5.0))
             now = time.monotonic()
             for session in list(self._sessions.values()):
-                if session.idle and now - session.last_active >= timeout:
+                reason = self._expired(session, now)
+                if reason is not None:
                     try:
-                        await self.reap(session, reason="idle")
+                        await self.reap(session, reason=reason)
                     except Exception:
                         # One session failing to close must not end reaping for all others.
                         log.exception("session.reap_failed", session_id=session.id)
@@ -480,6 +487,17 @@ class SessionRegistry:
         task = asyncio.ensure_future(self.reap(session, reason="failed"))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+    def _expired(self, session: Session, now: float) -> str | None:
+        """Why `session` should be reaped now ("unattached", "idle"), or None."""
+        if not session.idle:
+            return None
+        waited = now - session.last_active
+        if not session.attached and waited >= self._config.session.unattached_timeout_seconds:
+            return "unattached"
+        if waited >= self._config.session.idle_timeout_seconds:
+            return "idle"
+        return None
 
     async def reap(self, session: Session, *, reason: str) -> None:
         if self._sessions.pop(session.id, None) is None:
