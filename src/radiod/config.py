@@ -40,6 +40,9 @@ def _spec(
 class ServerConfig:
     host: str = _spec("127.0.0.1")
     port: int = _spec(8000, min=0, max=65535)
+    # Signs the client cookie. Empty: a random secret per start-up, so cookies last one
+    # server run; instances behind one proxy must share the same secret.
+    secret: str = _spec("")
 
 
 @dataclass(frozen=True, slots=True)
