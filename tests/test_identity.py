@@ -179,3 +179,22 @@ async def test_a_forged_cookie_is_replaced_and_steers_nothing(
     assert not log_capture.events("split_session.detected")
     report = audit_lines(log_capture.buffer.getvalue().splitlines())
     assert report.clean and report.summary.splits == 0
+
+
+async def test_instances_that_share_server_secret_accept_each_others_cookies(
+    radiod_client: ClientFactory, log_capture: LogCapture
+) -> None:
+    shared = {"secret": "one secret for every instance behind the proxy"}
+    first = await radiod_client(server=shared)
+    second = await radiod_client(server=shared)
+    stranger = await radiod_client(server={"secret": "another"})
+    cookie = (await first.post("/create-session")).cookies[CLIENT_COOKIE].value
+    client_id = cookie.split(".", 1)[0]
+    headers = {"Cookie": f"{CLIENT_COOKIE}={cookie}"}
+    for node, accepted in ((second, True), (stranger, False)):
+        url = str(node.make_url("/"))
+        async with ClientSession(base_url=url, cookie_jar=DummyCookieJar()) as browser:
+            response = await browser.post("/create-session", headers=headers)
+            assert (CLIENT_COOKIE not in response.cookies) is accepted
+    created = log_capture.events("session.created")
+    assert [line["client_id"] == client_id for line in created] == [True, True, False]

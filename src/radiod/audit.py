@@ -26,9 +26,9 @@ with orjson when a byte-level look says it can matter: one of the events the rep
 line that may lack its `session_id`/`client_id`, or one whose timestamp is not in radiod's
 own shape (an out-of-range one is then skipped and counted as `bad_ts`). The access-log,
 mixer and library lines that make up most of a busy log cost a few substring searches and
-two dict lookups each. Only the replayed
-events are kept in memory (about 250 bytes each); they are sorted by time before the
-intervals are built, so the logs of several nodes can be given in any order.
+two dict lookups each. Only the replayed events are kept in memory (about 250 bytes each);
+they are sorted by time before the intervals are built, so the logs of several nodes can
+be given in any order, and lines with equal timestamps keep their order within a file.
 """
 
 from __future__ import annotations
