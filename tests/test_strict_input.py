@@ -188,6 +188,37 @@ async def test_a_malformed_request_is_one_line_not_a_stack(
         assert len(line["reason"]) < 80
 
 
+@SERVER_EXAMPLES
+@given(
+    path=st.sampled_from(["/stream", "/events"]),
+    query=st.binary(max_size=60),
+    value=st.binary(max_size=60),
+)
+async def test_random_bytes_in_the_request_line_and_headers_never_make_a_traceback(
+    hostile_target: tuple[TestClient, str],
+    log_capture: LogCapture,
+    path: str,
+    query: bytes,
+    value: bytes,
+) -> None:
+    client, known = hostile_target
+    request = b"".join(
+        [
+            f"GET {path}?session={known}&lastEventId=".encode(),
+            query,
+            b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\nRange: ",
+            value,
+            b"\r\nLast-Event-ID: ",
+            value,
+            b"\r\n\r\n",
+        ]
+    )
+    answer = await _send_raw(client, request)
+    status = answer.split(b"\r\n", 1)[0]
+    assert status[9:12] in (b"200", b"206", b"400", b"404"), status
+    _assert_no_traceback(log_capture)
+
+
 # -- control characters in logged client values ---------------------------------------------
 
 # Bytes the HTTP parser lets through in a header value that are line breaks or terminal
