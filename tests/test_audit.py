@@ -7,7 +7,7 @@ import gzip
 import io
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -316,6 +316,105 @@ def test_corrupt_truncated_and_foreign_lines_are_counted_and_skipped() -> None:
     assert report.summary.skipped_lines == 6
     assert report.skipped_examples[0].at.line == 1
     assert len(report.splits) == 1  # the real lines still count
+
+
+BAD_TIMESTAMPS = [
+    '"99999-01-01T00:00:00Z"',  # year 99999
+    '"0001-01-01T00:00:00+01:00"',  # before year 1 once in UTC
+    '"9999-12-31T23:59:59-14:00"',  # after year 9999 once in UTC
+    '"-2026-11-24T13:40:00Z"',
+    '"2026-02-31T13:40:00Z"',
+    '"2026-11-24T25:40:00Z"',
+    "-5",
+    "123456789012345678901234567890",
+    "1.5e300",
+    "null",
+    "true",
+    "[1]",
+    '{"ts": "2026-11-24T13:40:00Z"}',
+]
+
+
+@pytest.mark.parametrize("ts", BAD_TIMESTAMPS)
+def test_a_line_with_an_out_of_range_timestamp_is_skipped_as_bad_ts(ts: str) -> None:
+    log, _ = split_log()
+    # One line the replay keeps, one the byte-level prefilter would otherwise pass unread.
+    kept = '{"listener_id":"l9","channel":"audio","client_id":"c1","session_id":"session_A",'
+    kept += f'"event":"stream.connected","level":"info","ts":{ts}}}'
+    plain = f'{{"session_id":"session_A","event":"mixer.track_started","level":"info","ts":{ts}}}'
+    report = audit_lines([*log.lines[:5], kept, plain, *log.lines[5:]])
+    assert report.skipped_by_reason == {"bad_ts": 2}
+    assert len(report.splits) == 1 and report.summary.listeners == 2
+    audit.render_human(report)
+    render = audit.render_json(report)
+    assert json.loads(render)["summary"]["last_ts"] == "2026-11-24T13:45:00.000000Z"
+
+
+@pytest.mark.parametrize("ts", ["NaN", "Infinity", "1e400"])
+def test_a_timestamp_json_cannot_hold_is_not_json(ts: str) -> None:
+    line = f'{{"session_id":"session_A","event":"mixer.track_started","level":"info","ts":{ts}}}'
+    assert audit_lines([line]).skipped_by_reason == {"not_json": 1}
+
+
+_OFFSETS = st.integers(-23 * 60 - 59, 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(timezones=_OFFSETS).map(datetime.isoformat)
+    | st.datetimes().map(lambda dt: dt.isoformat() + "Z")
+    | st.text(max_size=40)
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False)
+)
+def test_any_timestamp_is_either_read_or_counted_as_bad_ts(ts: object) -> None:
+    record = {"session_id": "session_A", "event": "mixer.track_started", "ts": ts}
+    line = orjson.dumps(record).decode()
+    report = audit_lines([line, line.replace("mixer.track_started", "stream.connected")])
+    report.to_json()
+    audit.render_human(report)
+    if parse_ts(ts) is None:
+        assert report.skipped_by_reason == {"bad_ts": 2}
+    else:
+        assert report.skipped_by_reason == {}
+        assert report.summary.first_ts == parse_ts(ts)
+
+
+def test_merged_files_keep_each_files_order_for_equal_timestamps() -> None:
+    """One microsecond holds a close and, logged after it, an open on another session: in
+    every merge order the close still comes first, so it is no split."""
+    node_a, node_b = FakeLog(), FakeLog()
+    node_a.at(0).create("session_a_1", "c1")
+    node_a.at(1).audio_open("session_a_1", "c1", "l1")
+    node_a.at(5).audio_close("session_a_1", "c1", "l1")
+    node_a.events_open("session_a_2", "c1", "e1")
+    node_a.at(9).events_close("session_a_2", "c1", "e1")
+    node_b.at(5).create("session_b_1", "c2")
+    node_b.at(5).events_open("session_b_1", "c2", "e2")
+    node_b.at(5).audio_open("session_b_1", "c2", "l2")
+    node_b.at(5).audio_close("session_b_1", "c2", "l2")
+    for order in ((node_a, "a.log"), (node_b, "b.log")), ((node_b, "b.log"), (node_a, "a.log")):
+        auditor = LogAuditor()
+        for log, name in order:
+            auditor.feed(log.lines, name)
+        report = auditor.report()
+        assert report.clean, report.splits
+        assert report.summary.listeners == 2
+
+
+def test_the_servers_own_rejections_are_not_untagged() -> None:
+    log = FakeLog()
+    log.visit("c1", "session_a", 0, 10)
+    rejected = {"channel": "api", "remote": "127.0.0.1", "client_id": "c2"}
+    log.emit(
+        "session.limit_reached", "warning", max_sessions=1, rejected="session_limit", **rejected
+    )
+    log.access("POST /create-session 503", "c2", "api", rejected="session_limit")
+    log.access("DELETE /stream 405", "c2", "audio", rejected="method_not_allowed")
+    log.emit("session.limit_reached", "warning", max_sessions=1, channel="api", client_id="c3")
+    report = report_of(log)
+    assert report.untagged_count == 1
+    assert report.untagged_by_event == {"session.limit_reached": 1}
 
 
 @settings(max_examples=200, deadline=None)

@@ -73,3 +73,35 @@ def test_exceptions_are_rendered_into_the_line() -> None:
         structlog.get_logger("radiod").exception("mixer.crashed")
     (line,) = _lines(buffer)
     assert "ValueError: boom" in line["exception"]
+
+
+def test_json_lines_escape_every_line_break_a_tool_may_split_on() -> None:
+    buffer = io.StringIO()
+    configure_logging(stream=buffer)
+    value = "a\nb\rc\x1b[2J\x85d\u2028e\u2029f\x0bg"
+    structlog.get_logger("radiod").info("stream.connected", range=value, ua="\udc80\udcff")
+    text = buffer.getvalue()
+    assert len(text.splitlines()) == 1  # str.splitlines() breaks on NEL, U+2028, \v too
+    (line,) = _lines(buffer)
+    assert line["range"] == value  # escaped on the wire, the same value once decoded
+    assert line["ua"] == "\\x80\\xff"  # bytes that were not UTF-8, shown as escapes
+
+
+def test_console_lines_show_control_characters_escaped() -> None:
+    buffer = io.StringIO()
+    configure_logging(stream=buffer, fmt="console")
+    log = structlog.get_logger("radiod")
+    log.info("GET /x\x1b[2J", ua="\x1b]0;owned\x07", range="1-\n2026-12-01 [info] forged")
+    try:
+        raise ValueError("bad\n2026-12-01 [info] forged too")
+    except ValueError:
+        log.exception("mixer.crashed")
+    lines = buffer.getvalue().splitlines()
+    assert not [x for x in lines if x.startswith("2026-12-01")]  # nothing forged a line
+    assert not set(buffer.getvalue()) & {"\x07", "\x85", "\u2028"}
+    first = lines[0]
+    assert "\\x1b[2J" in first and "'\\x1b]0;owned\\x07'" in first
+    assert "\\n2026-12-01 [info] forged" in first
+    assert lines[-1].startswith("    ") and "forged too" in lines[-1]
+    # Only the renderer's own colours are escape sequences.
+    assert "\x1b[2J" not in first and "\x1b]0" not in first

@@ -357,3 +357,43 @@ async def test_a_stuck_client_does_not_hold_back_another_listener(
         assert status["listeners"] == 2  # the stuck one is still attached, just not read
     finally:
         stuck.close()
+
+
+async def test_a_dropped_connection_resumes_byte_exactly_beside_a_twin_of_its_name(
+    radiod_client: ClientFactory, log_capture: LogCapture
+) -> None:
+    """Chromium re-requests a dropped stream with `Range: bytes=N-`: the new connection goes
+    on exactly where the old one stopped, even while another connection shares its name."""
+    client = await radiod_client()
+    session_id = await create_session(client)
+    witness = await client.get(f"/stream?session={session_id}&listener=W")
+    seen = await read_bytes(witness, 8000)
+    dropped = await client.get(f"/stream?session={session_id}&listener=L")
+    head = await read_bytes(dropped, BURST_BYTES_128K)
+    twin = await client.get(f"/stream?session={session_id}&listener=L")
+    await read_bytes(twin, 8000)
+    dropped.close()
+    async with asyncio.timeout(10):
+        while not log_capture.events("stream.closed"):
+            await asyncio.sleep(0.02)
+    (closed,) = log_capture.events("stream.closed")
+    assert closed["listener_id"] == "L"
+    sent = closed["bytes_sent"]
+
+    resumed = await client.get(
+        f"/stream?session={session_id}&listener=L", headers={"Range": f"bytes={sent}-"}
+    )
+    assert resumed.status == 206
+    assert resumed.headers["Content-Range"].startswith(f"bytes {sent}-")
+    more = await read_bytes(resumed, 16_000)
+    assert log_capture.events("stream.connected")[-1]["resumed"] is True
+    status = await (await client.get(f"/sessions/{session_id}")).json()
+    assert status["listeners"] == 3  # the witness, the twin and the resumed connection
+
+    start = seen.find(head[:4096]) if len(seen) >= 4096 else -1
+    while start < 0:
+        seen += await read_bytes(witness, 16_000)
+        start = seen.find(head[:4096])
+    seen += await read_bytes(witness, start + sent + len(more) - len(seen))
+    assert seen[start : start + len(head)] == head
+    assert seen[start + sent : start + sent + len(more)] == more  # not a byte lost or repeated

@@ -22,11 +22,13 @@ RESTART_WINDOW_SECONDS before: the page gave up on a dead stream and started ove
 
 Reading is one pass over each file in binary mode, line by line. A line is only decoded
 with orjson when a byte-level look says it can matter: one of the events the replay needs
-(channel connects and closes, `session.created`, `split_session.detected`, `server.*`), or
-a line that may lack its `session_id`/`client_id`. The access-log, mixer and library lines
-that make up most of a busy log cost a few substring searches each. Only the replayed
-events are kept in memory (about 250 bytes each); they are sorted by time before the
-intervals are built, so the logs of several nodes can be given in any order.
+(channel connects and closes, `session.created`, `split_session.detected`, `server.*`), a
+line that may lack its `session_id`/`client_id`, or one whose timestamp is not in radiod's
+own shape (an out-of-range one is then skipped and counted as `bad_ts`). The access-log,
+mixer and library lines that make up most of a busy log cost a few substring searches and
+two dict lookups each. Only the replayed events are kept in memory (about 250 bytes each);
+they are sorted by time before the intervals are built, so the logs of several nodes can
+be given in any order, and lines with equal timestamps keep their order within a file.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import argparse
 import gc
 import gzip
 import io
+import re
 import sys
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -80,6 +83,33 @@ _AUDIO, _EVENTS = "audio", "events"
 _EVENT_KEY = b'"event":"'
 _KEPT_VALUES = tuple(f'{name}"'.encode() for name in (*_KEPT, "session.restart"))
 _SCOPED_VALUES = tuple(prefix.encode() for prefix in SESSION_SCOPED_PREFIXES)
+# The fast path also needs the timestamp radiod writes, last on the line: UTC ("Z"), a date
+# that exists in years 1000-9999, a time of day, 0 or 6 digits of fraction. Any other
+# timestamp is decoded, and counted as `bad_ts` if it does not parse.
+_TS_KEY = b'"ts":"'
+_TS_TAILS = frozenset({b'Z"}', b'Z"}\n'})
+_DATE_RE = re.compile(rb"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}")
+_TIME_RE = re.compile(rb"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]")
+
+
+class _Valid(dict[bytes, bool]):
+    """Whether a date (b"YYYY-MM-DD") or a time (b"THH:MM:SS") is real, each checked once:
+    both repeat from line to line, so a dict lookup is all most lines cost."""
+
+    def __init__(self, pattern: re.Pattern[bytes], *, date: bool) -> None:
+        super().__init__()
+        self._pattern = pattern
+        self._date = date
+
+    def __missing__(self, text: bytes) -> bool:
+        valid = self._pattern.fullmatch(text) is not None
+        if valid and self._date:
+            try:
+                datetime.fromisoformat(text.decode())
+            except ValueError:
+                valid = False
+        self[text] = valid
+        return valid
 
 
 class LogReadError(Exception):
@@ -333,10 +363,13 @@ def parse_ts(value: object) -> int | None:
         return None
     try:
         dt = datetime.fromisoformat(value)
-    except ValueError:
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        # Years 1-9999 in UTC: "0001-01-01T00:00+01:00" parses, but lies before year 1
+        # and could never be printed back.
+        dt = dt.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
     return (dt - _EPOCH) // _ONE_US
 
 
@@ -423,6 +456,8 @@ class LogAuditor:
         tail: bytes | None = None
         number = fast = 0
         find, key, kept, scoped = bytes.find, _EVENT_KEY, _KEPT_VALUES, _SCOPED_VALUES
+        rfind, ts_key, tails = bytes.rfind, _TS_KEY, _TS_TAILS
+        real_date, real_time = _Valid(_DATE_RE, date=True), _Valid(_TIME_RE, date=False)
         for number, raw in enumerate(lines, 1):
             line = raw if raw.__class__ is bytes else _as_bytes(raw)
             # Fast path, for lines the replay does not need: one event key, the shape of a JSON
@@ -435,6 +470,13 @@ class LogAuditor:
                 and find(line, key, i + 9) < 0
                 and line[:1] == b"{"
                 and (line[-2:] == b"}\n" or line[-1:] == b"}")
+                and (j := rfind(line, ts_key)) > 0
+                and real_date[line[j + 6 : j + 16]]
+                and real_time[line[j + 16 : j + 25]]
+                and (
+                    (tail := line[j + 25 :]) in tails
+                    or (tail[:1] == b"." and tail[7:] in tails and tail[1:7].isdigit())
+                )
             ):
                 tagged = b'"session_id":"' in line
                 if (tagged or not line.startswith(scoped, i + 9)) and (
@@ -633,7 +675,8 @@ class _Replay:
                 audio_open[iv.client_id] = max(audio_open.get(iv.client_id, 0) - 1, 0)
                 last_audio_close[iv.client_id] = (pos[0], iv.session_id)
 
-        # (ts, source, line) is unique, so plain tuple order never reaches the other fields.
+        # (ts, source, line) is unique, so plain tuple order never reaches the other fields,
+        # and lines with equal timestamps stay in file order (files in the order given).
         a._kept.sort()
         for pos in a._kept:
             # The kept line is its own position: it starts with (ts, source, line).

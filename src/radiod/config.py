@@ -50,6 +50,9 @@ class ServerConfig:
     keepalive_timeout_seconds: float = _spec(15.0, min=0.5, max=3600.0)
     # A request's line and headers must arrive this soon after the connection opens.
     header_timeout_seconds: float = _spec(10.0, min=0.5, max=3600.0)
+    # Signs the client cookie. Empty: a random secret per start-up, so cookies last one
+    # server run; instances behind one proxy must share the same secret.
+    secret: str = _spec("")
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,11 @@ handlers bind `session_id`, `client_id`, `channel` and `remote` once with
 line logged under that request, including lines from library code it calls and from
 stdlib loggers such as aiohttp's access log. That is what lets `radiod audit` prove,
 from the logs alone, which session each channel was attached to.
+
+Clients choose some of what is logged (a Range header, a path, a cookie's fate): no value
+may break a line. JSON strings are escaped by orjson, plus the three line breaks it leaves
+raw; the console format escapes every control character. A malformed HTTP request is one
+`http.bad_request` line, not aiohttp's stack trace.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any, TextIO
 
 import orjson
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -95,9 +101,110 @@ class AcceptErrorFilter(logging.Filter):
         return True
 
 
+# Line breaks to `str.splitlines()` (and so to many log tools) that JSON may leave raw.
+_RAW_BREAKS = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+# C0, DEL, C1 and the Unicode line/paragraph separators, as Python escapes.
+_CONTROL_ESCAPES = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+}
+# In a traceback, newlines are the server's; a continuation line is indented so text from
+# an exception message can never pass for a line of its own.
+_TRACEBACK_ESCAPES = {**_CONTROL_ESCAPES, ord("\n"): "\n    "}
+
+
+def _utf8(text: str) -> str:
+    """`text` with any lone surrogate written as an escape, so it can be encoded.
+
+    aiohttp keeps header bytes that are not UTF-8 as lone surrogates ("surrogateescape");
+    orjson (rightly) refuses them, and a file opened as UTF-8 cannot write them.
+    """
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that does not stand for a byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _encodable(value: Any) -> Any:
+    if isinstance(value, str):
+        return _utf8(value)
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encodable(v) for v in value]
+    return value
+
+
 def _serialize(event_dict: Any, **_: Any) -> str:
     # orjson: log volume grows with listeners; `default=str` keeps Paths and exceptions printable.
-    return orjson.dumps(event_dict, default=str).decode()
+    try:
+        text = orjson.dumps(event_dict, default=str).decode()
+    except orjson.JSONEncodeError:
+        text = orjson.dumps(_encodable(event_dict), default=str).decode()
+    if not text.isascii():
+        for raw, escaped in _RAW_BREAKS.items():
+            text = text.replace(raw, escaped)
+    return text
+
+
+class _Shown:
+    """A value the console renderer prints as given: it `repr()`s whatever is not a str."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def escape_controls(
+    _: Any, __: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Console format: no control character from a string value reaches the terminal raw.
+
+    The console renderer prints a string raw unless it holds a space or a quote, so a
+    client value with `\\x85` or an ANSI sequence could otherwise forge a line or repaint
+    the terminal. Values are shown as `repr()` shows them (quoted, escaped); the event name
+    is escaped in place; a traceback keeps its newlines, each continuation line indented.
+    """
+    for key, value in event_dict.items():
+        if type(value) is not str or value.isprintable():
+            continue
+        if key in ("exception", "stack"):
+            event_dict[key] = _utf8(value).translate(_TRACEBACK_ESCAPES)
+        elif key == "event":
+            event_dict[key] = _utf8(value).translate(_CONTROL_ESCAPES)
+        else:
+            event_dict[key] = _Shown(repr(value))
+    return event_dict
+
+
+class OneLineBadRequests(logging.Filter):
+    """aiohttp logs each malformed request (a bad request line or header, a header too
+    long, a NUL, bytes that are not HTTP) with a ~1 kB stack trace at level error. That is
+    a client's mistake, not ours: one info line saying what was wrong, with no client bytes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        remote = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        record.msg, record.args = "http.bad_request", ()
+        record.exc_info, record.exc_text = None, None
+        if record.levelno > logging.INFO:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        # The message names the fault, then quotes the client's bytes after a colon.
+        record.__dict__.update(
+            http_status=exc.code,
+            error=type(exc).__name__,
+            reason=str(exc.message).split(":", 1)[0].strip(),
+            remote=remote,
+        )
+        return True
 
 
 def _shared_processors() -> list[structlog.types.Processor]:
@@ -120,14 +227,14 @@ def configure_logging(
         stream: where to write when `path` is empty (default stderr).
         path: append to this file instead of a stream.
     """
-    renderer: structlog.types.Processor
+    renderers: list[structlog.types.Processor]
     if fmt == "console":
-        renderer = structlog.dev.ConsoleRenderer()
+        renderers = [escape_controls, structlog.dev.ConsoleRenderer()]
     else:
-        renderer = structlog.processors.JSONRenderer(serializer=_serialize)
+        renderers = [structlog.processors.JSONRenderer(serializer=_serialize)]
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *_shared_processors()],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderers],
     )
     handler: logging.Handler
     if path:
@@ -144,6 +251,10 @@ def configure_logging(
     for old_filter in [f for f in aio.filters if isinstance(f, AcceptErrorFilter)]:
         aio.removeFilter(old_filter)
     aio.addFilter(AcceptErrorFilter())
+    server_log = logging.getLogger("aiohttp.server")
+    for old_filter in [f for f in server_log.filters if isinstance(f, OneLineBadRequests)]:
+        server_log.removeFilter(old_filter)
+    server_log.addFilter(OneLineBadRequests())
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,

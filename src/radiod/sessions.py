@@ -89,10 +89,17 @@ class ResumePoint:
 
 @dataclass(slots=True, eq=False)
 class Listener:
-    """One `/stream` response attached to a session."""
+    """One `/stream` response attached to a session.
+
+    `id` is the name the page chose (`?listener=`): it is echoed in `listener` events and
+    selects a resume point, nothing more, since any client may send any name.
+    `connection_id` is made here, one per response, and keys `Session.listeners`, so two
+    connections that share a name never remove each other.
+    """
 
     id: str
     client_id: str
+    connection_id: str = field(default_factory=new_token)
     stream_start: float | None = None
     bytes_sent: int = 0
     last_seq: int | None = None  # the last chunk written, to resume a dropped connection
@@ -175,7 +182,7 @@ class Session:
         )
         self.mixer = Mixer(catalog, config.audio, config.stream, _LoopSink(self, loop))
         self._on_failed = on_failed
-        self.listeners: dict[str, Listener] = {}
+        self.listeners: dict[str, Listener] = {}  # by connection_id
         self.event_clients: dict[str, EventClient] = {}
         self.current: TrackEvent | None = None
         # Recent track starts: a listener joins up to a burst behind the newest one.
@@ -214,8 +221,10 @@ class Session:
         if self._stop_timer is not None:
             self._stop_timer.cancel()
             self._stop_timer = None
-        # Registered before any wait, so the reaper never sees this session as idle.
-        self.listeners[listener.id] = listener
+        # Registered before any wait, so the reaper never sees this session as idle. The
+        # caller detaches in a `finally` around this call: a client that leaves during the
+        # wait below must not stay registered.
+        self.listeners[listener.connection_id] = listener
         self.attached = True
         self.last_active = time.monotonic()
         if self._stopping is not None:
@@ -255,10 +264,8 @@ class Session:
             )
             while len(self._resume_points) > RESUME_POINTS_LIMIT:
                 self._resume_points.pop(next(iter(self._resume_points)))
-        # A resumed connection may already have taken this id: only remove this object.
-        if self.listeners.get(listener.id) is not listener:
-            return
-        del self.listeners[listener.id]
+        if self.listeners.pop(listener.connection_id, None) is None:
+            return  # detached already
         self.last_active = time.monotonic()
         self.publish("listener", self._listener_payload("detached", listener))
         if not self.listeners and not self.closed:
@@ -275,7 +282,8 @@ class Session:
 
     def _stop_if_unheard(self) -> None:
         self._stop_timer = None
-        if not self.listeners and self.mixer.running:
+        # A stop under way already covers this one (a listener that left while waiting on it).
+        if not self.listeners and self.mixer.running and self._stopping is None:
             self._stopping = asyncio.ensure_future(self._stop_mixer())
 
     async def _stop_mixer(self) -> None:

@@ -33,6 +33,8 @@ async def create_session(request: web.Request) -> web.Response:
     try:
         session = request.app[REGISTRY].create(client_id(request))
     except SessionLimitError as exc:
+        # `rejected`: this request and its lines belong to no session (see `radiod audit`).
+        structlog.contextvars.bind_contextvars(rejected="session_limit")
         log.warning("session.limit_reached", max_sessions=exc.args[0])
         return json_error(503, f"Server is at its limit of {exc.args[0]} sessions; try later")
     structlog.contextvars.bind_contextvars(session_id=session.id)

@@ -9,6 +9,7 @@ exactly what it missed.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import orjson
@@ -24,6 +25,7 @@ log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 
 HEARTBEAT_SECONDS = 15.0
+_EVENT_ID_RE = re.compile(r"[0-9]{1,18}")
 _NOT_FOUND = b'data: {"type":"error","message":"session_not_found"}\n\n'
 
 
@@ -36,9 +38,16 @@ def _event_frame(event: SessionEvent) -> bytes:
     return _frame({"type": event.type, **event.payload}, event.id)
 
 
+def parse_event_id(raw: str | None) -> int | None:
+    """An SSE event id as sent back by a client, or None (a fresh snapshot) if not one of ours.
+
+    ASCII digits only: `str.isdigit()` also accepts "²", which `int()` then rejects.
+    """
+    return int(raw) if raw and _EVENT_ID_RE.fullmatch(raw) else None
+
+
 def _last_event_id(request: web.Request) -> int | None:
-    raw = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
-    return int(raw) if raw and raw.isdigit() and len(raw) < 19 else None
+    return parse_event_id(request.headers.get("Last-Event-ID") or request.query.get("lastEventId"))
 
 
 @routes.get("/events", allow_head=False)

@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 
 from radiod.audio.mixer import TrackEvent
-from radiod.audio.ring import Chunk
+from radiod.audio.ring import Chunk, RingReader
 from radiod.sessions import Listener, Session, new_token, valid_session_id
 from radiod.web.context import client_id, json_error, lookup_session
 from radiod.web.icy import IcyWriter, icy_headers
@@ -25,12 +25,13 @@ routes = web.RouteTableDef()
 
 # Content-Range needs a last byte even for an endless stream; this one is never reached.
 _ENDLESS = 2**40
-_RANGE_RE = re.compile(r"bytes=(\d{1,15})-(\d{0,15})")
+# ASCII digits only: `\d` would also take "²" or "٣", which `int()` reads or rejects.
+_RANGE_RE = re.compile(r"bytes=([0-9]{1,15})-([0-9]{0,15})")
 
 
-def _parse_range(header: str | None) -> tuple[int, int | None] | None:
+def parse_range(header: str | None) -> tuple[int, int | None] | None:
     """`Range: bytes=N-[M]` as (N, M or None); anything else is ignored like no Range."""
-    match = _RANGE_RE.fullmatch(header.strip()) if header else None
+    match = _RANGE_RE.fullmatch(header.strip(" \t")) if header else None
     if match is None:
         return None
     start, end = int(match[1]), int(match[2]) if match[2] else None
@@ -105,7 +106,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     session = lookup_session(request, request.query.get("session"))
     if session is None:
         return json_error(404, "Session not found")
-    byte_range = _parse_range(request.headers.get("Range"))
+    byte_range = parse_range(request.headers.get("Range"))
     response, limit = _start_response(request, session.content_type, byte_range)
     icy = None
     if request.headers.get("Icy-MetaData") == "1" and limit is None:
@@ -116,57 +117,74 @@ async def stream(request: web.Request) -> web.StreamResponse:
     listener = Listener(_listener_id(request), client_id(request))
     if request.transport is not None:
         listener.abort = request.transport.abort
-    structlog.contextvars.bind_contextvars(listener_id=listener.id)
-
+    structlog.contextvars.bind_contextvars(
+        listener_id=listener.id, connection_id=listener.connection_id
+    )
     # Chromium resumes a dropped connection with `bytes=N-`: continue it byte-exactly.
     resume_at = byte_range[0] if byte_range and limit is None and icy is None else 0
-    reader = await session.attach_listener(listener, resume_at)
-    if byte_range is not None and limit is None and not listener.resumed:
-        # A 206 from the live point still counts its bytes from where the client asked,
-        # so a later drop of this connection can be resumed in turn.
-        listener.bytes_sent = byte_range[0]
-    log.info(
-        "stream.connected",
-        range=request.headers.get("Range"),
-        resumed=listener.resumed,
-        listeners=len(session.listeners),
-    )
-    request.app[REGISTRY].check_split(listener.client_id, "audio", session)
+    reader: RingReader | None = None
     try:
+        # Inside the `try`: the client may leave while this waits for a stopping mixer.
+        reader = await session.attach_listener(listener, resume_at)
+        if byte_range is not None and limit is None and not listener.resumed:
+            # A 206 from the live point still counts its bytes from where the client asked,
+            # so a later drop of this connection can be resumed in turn.
+            listener.bytes_sent = byte_range[0]
+        log.info(
+            "stream.connected",
+            range=request.headers.get("Range"),
+            resumed=listener.resumed,
+            listeners=len(session.listeners),
+        )
+        request.app[REGISTRY].check_split(listener.client_id, "audio", session)
         await response.prepare(request)
-        if listener.resumed and listener.stream_start is not None:
-            session.listener_started(listener, listener.stream_start)
-        first = True
-        while (batch := await reader.read()) is not None:
-            prefix = b""
-            if first:
-                first = False
-                # The header (Ogg) is known only once the first chunk has arrived.
-                prefix = b"" if listener.resumed else reader.header
-                if listener.stream_start is None and limit is None:
-                    session.listener_started(listener, batch[0].stream_time)
-            if listener.stalled.is_set():
-                continue  # fault hook: the connection stays open, nothing more is sent
-            if icy is not None:
-                data = icy.pack(batch, prefix)
-            else:
-                data = prefix + b"".join(chunk.data for chunk in batch)
-            if limit is not None:
-                data = data[: limit - listener.bytes_sent]
-            await send(request, response, data)
-            listener.bytes_sent += len(data)
-            if limit is not None:
-                if listener.bytes_sent >= limit:
-                    break
-                continue  # a probe, not a listener: nothing to resume
-            listener.last_seq = batch[-1].seq
+        await _copy(request, response, session, listener, reader, limit, icy)
     except TimeoutError:
         log.warning("stream.slow_client_dropped", timeout_seconds=WRITE_TIMEOUT_SECONDS)
         drop(request)
     except ConnectionError:
         pass  # the client left; that is how every stream ends
     finally:
-        reader.close()
         session.detach_listener(listener)
-        log.info("stream.closed", bytes_sent=listener.bytes_sent)
+        if reader is not None:  # else it never connected: no `stream.closed` to pair
+            reader.close()
+            log.info("stream.closed", bytes_sent=listener.bytes_sent)
     return response
+
+
+async def _copy(
+    request: web.Request,
+    response: web.StreamResponse,
+    session: Session,
+    listener: Listener,
+    reader: RingReader,
+    limit: int | None,
+    icy: _IcyListener | None,
+) -> None:
+    """Copy the ring to one listener until the ring ends, the client leaves or `limit` is met."""
+    if listener.resumed and listener.stream_start is not None:
+        session.listener_started(listener, listener.stream_start)
+    first = True
+    while (batch := await reader.read()) is not None:
+        prefix = b""
+        if first:
+            first = False
+            # The header (Ogg) is known only once the first chunk has arrived.
+            prefix = b"" if listener.resumed else reader.header
+            if listener.stream_start is None and limit is None:
+                session.listener_started(listener, batch[0].stream_time)
+        if listener.stalled.is_set():
+            continue  # fault hook: the connection stays open, nothing more is sent
+        if icy is not None:
+            data = icy.pack(batch, prefix)
+        else:
+            data = prefix + b"".join(chunk.data for chunk in batch)
+        if limit is not None:
+            data = data[: limit - listener.bytes_sent]
+        await send(request, response, data)
+        listener.bytes_sent += len(data)
+        if limit is not None:
+            if listener.bytes_sent >= limit:
+                return
+            continue  # a probe, not a listener: nothing to resume
+        listener.last_seq = batch[-1].seq
