@@ -206,14 +206,14 @@ def test_decoded_tone_tracks_are_trimmed_to_their_sound(tones: list[Track]) -> N
 def test_crossfade_joins_tracks_without_a_click(tones: list[Track]) -> None:
     joined = run_join(
         crossfade(
-            sources_over(tones), seconds=0.4, sample_rate=RATE, channels=2, skip=threading.Event()
+            sources_over(tones), seconds=0.3, sample_rate=RATE, channels=2, skip=threading.Event()
         ),
         seconds=4.5,
     )
     assert len(joined.marks) >= 5
     assert max_step(joined.pcm) < MAX_STEP
     # Each track is heard from the middle of its fade-in to the middle of its fade-out.
-    fade = round(0.4 * RATE)
+    fade = round(0.3 * RATE)
     for (before, mark), (after, _) in itertools.pairwise(joined.marks[1:]):
         assert after - before == pytest.approx(round(mark.track.duration * RATE) - fade, abs=1)
 

@@ -50,6 +50,8 @@ SKIP_FADE_SECONDS = 0.06
 # them again: listeners stay connected and the thread does not spin on broken files.
 ALL_FAILED_SILENCE_SECONDS = 5.0
 _SILENCE_BLOCK = 4096
+# A crossfade takes at most this share of a track at each end (see `_fade_share`).
+MAX_FADE_SHARE = 1 / 3
 
 
 # -- what the pipeline produces ---------------------------------------------------------
@@ -167,7 +169,7 @@ class TrackSources:
         track_count: int,
     ) -> None:
         self._playlist = playlist
-        self._sample_rate = sample_rate
+        self.rate = sample_rate
         self._channels = channels
         self._track_count = track_count
         self._ahead: TrackAudio | None = None
@@ -201,12 +203,12 @@ class TrackSources:
                 self.notices.append(TrackFailed(track, _reason(exc)))
                 failures += 1
         self.notices.append(AllTracksFailed(self._track_count, ALL_FAILED_SILENCE_SECONDS))
-        return TrackAudio(None, _silence(self._channels, self._sample_rate))
+        return TrackAudio(None, _silence(self._channels, self.rate))
 
     def _open(self, track: Track) -> TrackAudio:
         blocks = trim_silence(
-            decode_file(track.path, sample_rate=self._sample_rate, channels=self._channels),
-            sample_rate=self._sample_rate,
+            decode_file(track.path, sample_rate=self.rate, channels=self._channels),
+            sample_rate=self.rate,
         )
         first = next(blocks, None)
         if first is None:
@@ -265,8 +267,9 @@ class _SampleQueue:
         return block
 
     def pop_blocks(self, n: int) -> list[Block]:
+        """Up to `n` samples (none for n <= 0) as the blocks they came in, the last one cut."""
         out: list[Block] = []
-        n = min(n, self.size)
+        n = max(0, min(n, self.size))
         self.size -= n
         while n > 0:
             block = self._blocks[0]
@@ -337,24 +340,40 @@ def _skip_transition(
         outgoing = np.concatenate((outgoing, more), axis=1)
     queued.clear()
     current.close()
-    return (yield from _join_next(outgoing, sources, channels=channels))
+    return (yield from _join_next(outgoing, sources, channels=channels, fade_limit=skip_len))
 
 
 def _join_next(
-    outgoing: Block, sources: TrackSources, *, channels: int
+    outgoing: Block, sources: TrackSources, *, channels: int, fade_limit: int
 ) -> Generator[Pcm, None, TrackAudio]:
-    """Open the next source, crossfade `outgoing` into its start; leaves the rest queued on it.
+    """Open the next source, crossfade `outgoing`'s tail into its start; leave the rest queued.
 
-    Yields the PCM, and finally returns the next source through `StopIteration.value`.
+    The fade is as long as `outgoing`, shortened when the incoming track is short (its share
+    of `fade_limit`, or simply all it has): then the head of `outgoing` plays unfaded, so a
+    one-second jingle is heard at full level instead of only ever fading in. Yields the PCM,
+    and finally returns the next source through `StopIteration.value`.
     """
     incoming_source = next(sources)
-    incoming, rest = _take(incoming_source.blocks, outgoing.shape[1], channels)
+    limit = min(outgoing.shape[1], _fade_share(incoming_source.track, fade_limit, sources.rate))
+    incoming, rest = _take(incoming_source.blocks, limit, channels)
     incoming_source.prepend(rest)
+    overlap = incoming.shape[1]
+    if overlap < outgoing.shape[1]:
+        yield outgoing[:, : outgoing.shape[1] - overlap]
+        outgoing = outgoing[:, outgoing.shape[1] - overlap :]
     mark = None
     if incoming_source.track is not None:
         mark = TrackMark(incoming_source.track, sources.peek_track())
     yield from _transition(outgoing, incoming, mark)
     return incoming_source
+
+
+def _fade_share(track: Track | None, fade_len: int, rate: int) -> int:
+    """The longest fade a track takes at either end: at most a third of its length, so a
+    short track (a jingle, an intro) is mostly heard at full level. Silence takes any."""
+    if track is None:
+        return fade_len
+    return min(fade_len, int(track.duration * rate * MAX_FADE_SHARE))
 
 
 def crossfade(
@@ -378,10 +397,11 @@ def crossfade(
     held = _SampleQueue()
     while True:
         skipped = False
+        hold = _fade_share(current.track, fade_len, sample_rate)
         for block in current.blocks:
             held.push(block)
             # Whole blocks only: splitting one per push would double the encoder's calls.
-            while held.size > fade_len and held.size - held.first_size >= fade_len:
+            while held.size > hold and held.size - held.first_size >= hold:
                 yield held.pop_first()
             if skip.is_set():
                 skip.clear()
@@ -392,8 +412,10 @@ def crossfade(
                 current, held, sources, skip_len=skip_len, channels=channels
             )
         else:
-            yield from held.pop_blocks(held.size - fade_len)
-            transition = _join_next(held.pop(held.size, channels), sources, channels=channels)
+            yield from held.pop_blocks(held.size - hold)
+            transition = _join_next(
+                held.pop(held.size, channels), sources, channels=channels, fade_limit=fade_len
+            )
         current = yield from transition
 
 
@@ -424,7 +446,7 @@ def gapless(
             )
         else:
             transition = _join_next(
-                np.zeros((channels, 0), dtype=np.float32), sources, channels=channels
+                np.zeros((channels, 0), dtype=np.float32), sources, channels=channels, fade_limit=0
             )
         current = yield from transition
 
