@@ -9,11 +9,15 @@ crossfade length, as one continuous, decodable stream.
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import os
 import stat
-import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import av
 import numpy as np
@@ -32,11 +36,25 @@ MIX_SECONDS = 600.0
 MP3_FRAME_SECONDS = 1152 / 44100
 # A scan of ~40 small files takes ~0.1 s; a FIFO opened for reading would block forever.
 SCAN_BOUND_SECONDS = 30.0
+FIFO = "Debris/fifo.mp3"
+T = TypeVar("T")
+
+
+def within_bound(call: Callable[[], T], library: OddLibrary) -> T:
+    """`call()`, failing instead of hanging if it blocks (as opening the FIFO would)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(call)
+        try:
+            return future.result(timeout=SCAN_BOUND_SECONDS)
+        except TimeoutError:
+            # A reader blocked in open() wakes when a writer opens and closes the FIFO.
+            os.close(os.open(library.root / FIFO, os.O_WRONLY | os.O_NONBLOCK))
+            pytest.fail(f"still running after {SCAN_BOUND_SECONDS} s: blocked on the FIFO?")
 
 
 @pytest.fixture(scope="module")
 def odd_tracks(odd_library: OddLibrary) -> list[Track]:
-    return scan_library(odd_library.root)
+    return within_bound(lambda: scan_library(odd_library.root), odd_library)
 
 
 def names(library: OddLibrary, tracks: list[Track]) -> list[str]:
@@ -46,7 +64,7 @@ def names(library: OddLibrary, tracks: list[Track]) -> list[str]:
 def test_the_fixture_holds_what_real_folders_hold(odd_library: OddLibrary) -> None:
     root = odd_library.root
     assert len({f.name for f in odd_library.files}) == len(odd_library.files) >= 35
-    assert stat.S_ISFIFO((root / "Debris/fifo.mp3").lstat().st_mode)
+    assert stat.S_ISFIFO((root / FIFO).lstat().st_mode)
     assert stat.S_IMODE((root / "Debris/mode-000.mp3").stat().st_mode) == 0
     assert os.readlink(root / "Debris/loop.mp3") == "loop.mp3"
     assert (root / "Debris/up").resolve() == root
@@ -86,7 +104,7 @@ def flac_bits_per_sample(path: Path) -> int:
 def test_scan_keeps_what_plays_and_skips_everything_else_once_with_a_reason(
     odd_library: OddLibrary, log_capture: LogCapture
 ) -> None:
-    tracks = scan_library(odd_library.root)
+    tracks = within_bound(lambda: scan_library(odd_library.root), odd_library)
 
     assert sorted(names(odd_library, tracks)) == sorted(f.name for f in odd_library.playable)
     lines = log_capture.events("library.skipped")
@@ -102,17 +120,11 @@ def test_scan_keeps_what_plays_and_skips_everything_else_once_with_a_reason(
 
 
 def test_scan_returns_promptly_beside_a_fifo(odd_library: OddLibrary) -> None:
-    fifo = odd_library.root / "Debris/fifo.mp3"
-    done = threading.Event()
-    scan = threading.Thread(target=lambda: (scan_library(odd_library.root), done.set()))
-    scan.start()
-    try:
-        assert done.wait(SCAN_BOUND_SECONDS), "scan hung (blocked opening the FIFO?)"
-    finally:
-        if not done.is_set():
-            # A reader blocked in open() wakes when a writer opens and closes the FIFO.
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        scan.join()
+    started = time.monotonic()
+    tracks = within_bound(lambda: scan_library(odd_library.root), odd_library)
+    assert time.monotonic() - started < SCAN_BOUND_SECONDS
+    assert stat.S_ISFIFO((odd_library.root / FIFO).lstat().st_mode)  # still unopened, unread
+    assert odd_library.root / FIFO not in {track.path for track in tracks}
 
 
 def test_probe_file_judges_one_file_as_the_scan_does(
@@ -126,7 +138,7 @@ def test_probe_file_judges_one_file_as_the_scan_does(
             assert probe_file(path, root) == by_name[file.name]
             continue
         with pytest.raises(Unplayable) as refused:
-            probe_file(path, root)
+            within_bound(functools.partial(probe_file, path, root), odd_library)
         # A folder link that loops is the walk's to judge; alone, it is just a folder.
         why = "a folder, not a file" if path.is_dir() else file.why
         assert why in str(refused.value), file.name
@@ -181,6 +193,27 @@ def test_tag_newlines_never_break_a_json_log_line(
     assert raw.count("\n") == len(log_capture.lines())
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="logs._serialize: orjson refuses the surrogate escapes of a file name that is not "
+    "UTF-8 (mixer.track_started logs path=str(track.path)); the line is lost with a "
+    "'--- Logging error ---' traceback on stderr",
+)
+def test_a_file_name_in_latin1_keeps_its_log_line(
+    odd_tracks: list[Track], log_capture: LogCapture
+) -> None:
+    latin1 = next(t for t in odd_tracks if os.fsencode(t.path.name) == b"caf\xe9.flac")
+    sink = ListSink()
+    mixer = Mixer([latin1], AudioConfig(), StreamConfig(burst_seconds=0.5), sink, seed=1)
+    try:
+        mixer.start()
+        sink.wait_for(lambda items: any(isinstance(i, TrackEvent) for i in items))
+    finally:
+        mixer.close()
+    (started,) = log_capture.events("mixer.track_started")
+    assert started["title"] == "caf\ufffd"
+
+
 @pytest.mark.parametrize("crossfade", [0.0, 0.5, 2.5, 10.0])
 def test_ten_minutes_of_the_odd_library_play_every_track_without_a_fault(
     odd_tracks: list[Track], crossfade: float
@@ -218,9 +251,9 @@ def test_ten_minutes_of_the_odd_library_play_every_track_without_a_fault(
         assert rate == audio.sample_rate
         decoded_seconds += pcm.shape[1] / rate
         longest_silence = max(longest_silence, longest_quiet_run(pcm) / rate)
-    assert decoded_seconds == pytest.approx(chunks[-1].end_time, abs=0.5)
-    # Every track is audible and trimmed: no gap a listener would take for a dead stream.
-    assert longest_silence < 0.5
+    assert decoded_seconds == pytest.approx(chunks[-1].end_time, abs=0.05)
+    # Every track is audible and trimmed: not a chunk's worth of silence anywhere.
+    assert longest_silence < 0.25
 
 
 def longest_quiet_run(pcm: np.ndarray) -> int:
