@@ -174,8 +174,8 @@ def _walk(root: Path) -> Iterator[tuple[Path, str | None]]:
 
 def _is_folder(entry: os.DirEntry[str]) -> bool:
     """Whether `entry` is a folder or links to one. A link that loops or dangles is not: it
-    is judged as a file, which gives it a reason. (`is_dir` raises on a loop, not only on a
-    dangling link.)"""
+    is judged as a file, which gives it a reason. (`is_dir` answers False for a dangling
+    link but raises on a loop.)"""
     try:
         return entry.is_dir()
     except OSError:
@@ -196,7 +196,7 @@ def _regular_file_size(path: Path) -> int:
         raise Unplayable("a folder, not a file")
     if not stat.S_ISREG(info.st_mode):
         # Opening a FIFO blocks until something writes to it: never, at start-up.
-        kind = _NOT_REGULAR.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        kind = _NOT_REGULAR.get(stat.S_IFMT(info.st_mode), "unknown type")
         raise Unplayable(f"not a regular file ({kind})")
     return info.st_size
 
