@@ -329,6 +329,10 @@ def _debris(build: _Builder) -> None:
     build.refused("Debris/truncated.m4a", "M4A cut in half (no moov atom)", "cannot decode")
     (debris / "notes.mp3").write_text("shopping list: eggs, milk\n" * 40)
     build.refused("Debris/notes.mp3", "a text file named .mp3", "cannot decode")
+    # Its log line must still be JSON, though its name is not UTF-8.
+    latin1 = os.fsdecode(b"Debris/r\xe9sum\xe9.mp3")
+    (build.root / latin1).write_text("curriculum vitae\n")
+    build.refused(latin1, "a text file named .mp3, in Latin-1 bytes", "cannot decode")
     os.mkfifo(debris / "fifo.mp3")
     build.refused("Debris/fifo.mp3", "a FIFO named .mp3", "FIFO")
     (debris / "loop.mp3").symlink_to("loop.mp3")
