@@ -29,6 +29,14 @@ def test_defaults_match_the_contract() -> None:
     assert (config.health.degraded_after_ms, config.health.dead_after_ms) == (8000, 12000)
     assert config.health.check_interval_ms == 2000
     assert config.testing.fault_hooks is False
+    assert (config.limits.create_burst, config.limits.create_per_minute) == (20, 4.0)
+    assert config.limits.connections_per_ip == 64
+    assert config.session.unattached_timeout_seconds == 30.0
+    assert (config.server.keepalive_timeout_seconds, config.server.header_timeout_seconds) == (
+        15.0,
+        10.0,
+    )
+    assert config.server.allowed_hosts == config.server.allowed_origins == ()
 
 
 def test_integers_are_accepted_where_numbers_are_expected() -> None:
@@ -57,6 +65,24 @@ def test_integers_are_accepted_where_numbers_are_expected() -> None:
         ({"audio": {"codec": "opus"}}, "audio.sample_rate = 44100: expected 48000"),
         ({"server": 5}, "[server]: expected a table"),
         (
+            {"server": {"allowed_hosts": "example.com"}},
+            "server.allowed_hosts = 'example.com': expected a list of strings",
+        ),
+        ({"server": {"allowed_hosts": [1]}}, "server.allowed_hosts = [1]: expected a list"),
+        (
+            {"server": {"allowed_origins": ["example.com"]}},
+            "server.allowed_origins: 'example.com': expected scheme://host[:port]",
+        ),
+        (
+            {"server": {"allowed_origins": ["https://example.com/app"]}},
+            "server.allowed_origins: 'https://example.com/app': expected scheme://host[:port]",
+        ),
+        ({"limits": {"create_burst": -1}}, "limits.create_burst = -1: expected a value between"),
+        (
+            {"server": {"header_timeout_seconds": 0}},
+            "server.header_timeout_seconds = 0.0: expected a value between 0.5 and 3600.0",
+        ),
+        (
             {"health": {"dead_after_ms": 5000}},
             "health.dead_after_ms = 5000: expected more than health.degraded_after_ms",
         ),
@@ -75,6 +101,15 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     config = load_config(path, environ=env)
     assert config.server.port == 9000
     assert config.library.path == "/music"
+
+
+def test_lists_come_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[server]\nallowed_origins = ["https://radio.example.com:8443"]\n')
+    env = {"RADIOD_SERVER__ALLOWED_HOSTS": '["radio.example.com", "radio.lan"]'}
+    config = load_config(path, environ=env)
+    assert config.server.allowed_origins == ("https://radio.example.com:8443",)
+    assert config.server.allowed_hosts == ("radio.example.com", "radio.lan")
 
 
 def test_bad_environment_override_names_the_key() -> None:

@@ -70,7 +70,7 @@ def test_a_repeated_title_is_not_sent_twice() -> None:
 async def _read_icy(port: int, path: str, seconds_of_audio: float, bitrate: int):
     """GET with `Icy-MetaData: 1` over a raw socket; returns (headers, audio, blocks)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.0\r\nHost: x\r\nIcy-MetaData: 1\r\n\r\n".encode())
+    writer.write(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nIcy-MetaData: 1\r\n\r\n".encode())
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 20)
     status, *lines = head.decode("latin-1").split("\r\n")
     assert " 200 " in status, status

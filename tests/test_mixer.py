@@ -13,6 +13,7 @@ import math
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +26,14 @@ import structlog
 from radiod.audio.decode import decode_file, trim_silence
 from radiod.audio.mixer import (
     SKIP_FADE_SECONDS,
-    AllTracksFailed,
+    FallbackStarted,
     Header,
     Mixer,
     Pcm,
     TrackEvent,
     TrackFailed,
     TrackMark,
+    TracksFailed,
     TrackSources,
     crossfade,
     gapless,
@@ -39,6 +41,7 @@ from radiod.audio.mixer import (
     shuffled_playlist,
 )
 from radiod.audio.ring import Chunk, Ring
+from radiod.catalog import FixedCatalog
 from radiod.config import AudioConfig, StreamConfig
 from radiod.library import Track
 
@@ -108,11 +111,13 @@ def broken_midway(tmp_path_factory: pytest.TempPathFactory, demo_tracks: list[Tr
 
 # -- helpers ----------------------------------------------------------------------------
 def sources_over(tracks: list[Track], *, seed: int = 0) -> TrackSources:
+    catalog = FixedCatalog(tracks)
     return TrackSources(
-        shuffled_playlist(tracks, random.Random(seed)),
+        shuffled_playlist(catalog, random.Random(seed)),
+        catalog,
+        deque(),
         sample_rate=RATE,
         channels=2,
-        track_count=len(tracks),
     )
 
 
@@ -175,12 +180,36 @@ def max_step(pcm: np.ndarray) -> float:
 # -- playlist ---------------------------------------------------------------------------
 def test_playlist_plays_each_track_once_per_round_and_never_twice_in_a_row() -> None:
     tracks = [f"t{i}" for i in range(5)]
-    played = list(itertools.islice(shuffled_playlist(tracks, random.Random(42)), 5 * 200))
+    catalog = FixedCatalog(tracks)
+    played = list(itertools.islice(shuffled_playlist(catalog, random.Random(42)), 5 * 200))
     for start in range(0, len(played), 5):
         assert sorted(played[start : start + 5]) == tracks
     assert all(a != b for a, b in itertools.pairwise(played))
-    again = list(itertools.islice(shuffled_playlist(tracks, random.Random(42)), 5 * 200))
+    again = list(itertools.islice(shuffled_playlist(catalog, random.Random(42)), 5 * 200))
     assert played == again
+
+
+class ChangingCatalog(FixedCatalog):
+    """A library whose contents the test replaces, as a rescan would."""
+
+    def replace(self, tracks: list[str]) -> None:
+        self._tracks = tuple(tracks)
+
+
+def test_playlist_follows_a_library_that_changes_while_it_plays() -> None:
+    catalog = ChangingCatalog([f"t{i}" for i in range(6)])
+    playlist = shuffled_playlist(catalog, random.Random(7))
+    first = [next(playlist) for _ in range(2)]
+    gone = next(t for t in catalog.tracks() if t not in first)
+    catalog.replace([t for t in catalog.tracks() if t != gone] + ["new"])
+    rest = [next(playlist) for _ in range(4)]
+    # The round goes on without the deleted file, and the new one joins it at once.
+    assert gone not in rest
+    assert sorted(first + rest) == sorted([*catalog.tracks()])
+    catalog.replace([])
+    assert [next(playlist) for _ in range(3)] == [None, None, None]  # silence, asked again
+    catalog.replace(["back"])
+    assert next(playlist) == "back"
 
 
 # -- trim, crossfade, gapless, skip (PCM level) -----------------------------------------
@@ -264,15 +293,27 @@ def test_skip_moves_to_the_next_track_at_once_without_a_click(
 
 
 # -- the composed pipeline, unpaced -----------------------------------------------------
+def failures_of(items: list) -> list[TrackFailed]:
+    """Every track failure, whether reported alone or in a burst."""
+    failed: list[TrackFailed] = []
+    for item in items:
+        if isinstance(item, TrackFailed):
+            failed.append(item)
+        elif isinstance(item, TracksFailed):
+            failed.extend(item.failures)
+    return failed
+
+
 def test_corrupt_and_truncated_files_are_skipped_and_the_stream_goes_on(
     demo_tracks: list[Track], garbage: Track, broken_midway: Track
 ) -> None:
     tracks = [*demo_tracks[:2], garbage, broken_midway]
     audio = AudioConfig(codec="opus", sample_rate=48000, crossfade_seconds=1.0)
     header, items = take_stream(mix(tracks, audio, seed=5), seconds=60)
-    failed = [item for item in items if isinstance(item, TrackFailed)]
+    failed = failures_of(items)
     events = [item for item in items if isinstance(item, TrackEvent)]
-    assert {f.track.path for f in failed} == {garbage.path, broken_midway.path}
+    # Each once: a track that failed is left out of the catalog from then on.
+    assert sorted(f.track.path for f in failed) == sorted([garbage.path, broken_midway.path])
     assert all("decode failed" in f.reason or "cannot open" in f.reason for f in failed)
     assert garbage.path not in {e.track.path for e in events}
     assert garbage.path not in {e.next_track.path for e in events if e.next_track}
@@ -290,11 +331,13 @@ def test_all_tracks_failing_plays_silence_without_spinning(garbage: Track, tmp_p
     other = broken_track(tmp_path, "empty.mp3", b"")
     audio = AudioConfig(codec="mp3", crossfade_seconds=0.0)
     _, items = take_stream(mix([garbage, other], audio, seed=1), seconds=12)
-    backoffs = [item for item in items if isinstance(item, AllTracksFailed)]
-    failures = [item for item in items if isinstance(item, TrackFailed)]
-    # ~one round of attempts per 5 s of silence, not a busy loop of retries.
-    assert 2 <= len(backoffs) <= 4
-    assert len(failures) == 2 * len(backoffs)
+    # The burst is one notice (one log line, one SSE message), the fallback is announced
+    # once, and failed tracks are not retried every few seconds.
+    assert [type(item) for item in items if not isinstance(item, Chunk)] == [
+        TracksFailed,
+        FallbackStarted,
+    ]
+    assert {f.track.path for f in failures_of(items)} == {garbage.path, other.path}
     chunks = chunks_of(items)
     assert_contiguous(chunks)
     assert np.abs(decode("mp3", b"".join(c.data for c in chunks))).max() < 1e-3
@@ -335,8 +378,11 @@ class RingSink:
     def on_next(self, track: Track) -> None:
         pass
 
-    def on_track_failed(self, track: Track, reason: str) -> None:
+    def on_track_failed(self, track: Track, reason: str, count: int) -> None:
         self.failed.append((track, reason))
+
+    def on_failed(self, reason: str) -> None:
+        raise AssertionError(f"the mixer gave up: {reason}")
 
 
 @dataclass
@@ -477,8 +523,11 @@ class ListSink:
     def on_next(self, track: Track) -> None:
         pass
 
-    def on_track_failed(self, track: Track, reason: str) -> None:
+    def on_track_failed(self, track: Track, reason: str, count: int) -> None:
         self._add(TrackFailed(track, reason))
+
+    def on_failed(self, reason: str) -> None:
+        self._add(reason)
 
     def wait_for(self, condition: Callable[[list[object]], bool], timeout: float = 20) -> None:
         with self.changed:

@@ -343,7 +343,7 @@ async def test_a_stuck_client_does_not_hold_back_another_listener(
     stuck = socket.socket()
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stuck.connect(("127.0.0.1", client.port))
-    stuck.sendall(f"GET /stream?session={session_id} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    stuck.sendall(f"GET /stream?session={session_id} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     try:
         listener = await client.get(f"/stream?session={session_id}")
         burst = await read_bytes(listener, BURST_BYTES_128K)

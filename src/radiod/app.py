@@ -11,11 +11,13 @@ import jinja2
 import structlog
 from aiohttp import web
 
+from radiod.catalog import Catalog, FixedCatalog
 from radiod.config import Config
 from radiod.library import Track
 from radiod.sessions import SessionRegistry
 from radiod.web import api, events, faults, pages, stream
 from radiod.web.context import context_middleware, set_client_cookie
+from radiod.web.guards import CREATE_LIMITER, CreateLimiter, guard_middleware
 from radiod.web.keys import CONFIG, REGISTRY, STARTED
 
 log = structlog.get_logger(__name__)
@@ -26,10 +28,17 @@ WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
 ACCESS_LOG_FORMAT = '"%r" %s %b %Tf'
 
 
-def create_app(config: Config, tracks: Sequence[Track]) -> web.Application:
-    """An application serving `tracks` with `config`; sessions live as long as it runs."""
-    app = web.Application(middlewares=[context_middleware])
+def create_app(config: Config, tracks: Catalog | Sequence[Track]) -> web.Application:
+    """An application serving `tracks` with `config`; sessions live as long as it runs.
+
+    `tracks` is shared by every session: a track one session finds unplayable is left out
+    for all of them. A fixed list becomes a `FixedCatalog`.
+    """
+    catalog = FixedCatalog(tracks) if isinstance(tracks, Sequence) else tracks
+    # The guards run inside the context middleware, so their refusals are logged in context.
+    app = web.Application(middlewares=[context_middleware, guard_middleware(config.server)])
     app[CONFIG] = config
+    app[CREATE_LIMITER] = CreateLimiter(config.limits)
     app[STARTED] = time.time()
     app.on_response_prepare.append(set_client_cookie)
     aiohttp_jinja2.setup(
@@ -47,7 +56,7 @@ def create_app(config: Config, tracks: Sequence[Track]) -> web.Application:
     app.router.add_static("/static/", WEB_ROOT / "static")
 
     async def registry_ctx(app: web.Application) -> AsyncIterator[None]:
-        registry = SessionRegistry(config, tracks)
+        registry = SessionRegistry(config, catalog)
         app[REGISTRY] = registry
         registry.start_reaper()
         yield

@@ -23,6 +23,7 @@ from radiod.config import Config, ConfigError, load_config
 from radiod.demo import default_demo_dir, generate_demo_library
 from radiod.library import LibraryError, Track, scan_library
 from radiod.logs import configure_logging
+from radiod.web.guards import ConnectionGuard, GuardedSite
 
 log = structlog.get_logger(__name__)
 DEFAULT_CONFIG = Path("config.toml")
@@ -47,22 +48,34 @@ def _demo_dir() -> Path:
     return dest
 
 
-async def _serve(config: Config, tracks: Sequence[Track]) -> None:
+async def start_server(app: web.Application, config: Config) -> web.AppRunner:
+    """Serve `app` on the configured address with radiod's socket rules (web/guards.py).
+
+    The caller owns the returned runner: `await runner.cleanup()` stops it.
+    """
     runner = web.AppRunner(
-        create_app(config, tracks),
+        app,
         handler_cancellation=True,  # a client that disconnects ends its handler at once
         access_log_format=ACCESS_LOG_FORMAT,
         shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+        keepalive_timeout=config.server.keepalive_timeout_seconds,
     )
     await runner.setup()
+    guard = ConnectionGuard(config.limits.connections_per_ip, config.server.header_timeout_seconds)
+    site = GuardedSite(runner, config.server.host, config.server.port, guard=guard)
     try:
-        site = web.TCPSite(runner, config.server.host, config.server.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise UsageError(
-                f"cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}"
-            ) from None
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise UsageError(
+            f"cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}"
+        ) from None
+    return runner
+
+
+async def _serve(config: Config, tracks: Sequence[Track]) -> None:
+    runner = await start_server(create_app(config, tracks), config)
+    try:
         host, port = runner.addresses[0][:2]
         log.info("server.started", url=f"http://{host}:{port}/", port=port, tracks=len(tracks))
         stopped = asyncio.Event()

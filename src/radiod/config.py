@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -40,6 +41,15 @@ def _spec(
 class ServerConfig:
     host: str = _spec("127.0.0.1")
     port: int = _spec(8000, min=0, max=65535)
+    # Host names this server answers for besides its bound host, localhost and IP literals
+    # (any port); "*" allows every Host. Guards against DNS rebinding (web/guards.py).
+    allowed_hosts: tuple[str, ...] = _spec(())
+    # Other origins (scheme://host[:port]) whose pages may POST to this server.
+    allowed_origins: tuple[str, ...] = _spec(())
+    # An idle kept-alive connection is closed after this (aiohttp's default is an hour).
+    keepalive_timeout_seconds: float = _spec(15.0, min=0.5, max=3600.0)
+    # A request's line and headers must arrive this soon after the connection opens.
+    header_timeout_seconds: float = _spec(10.0, min=0.5, max=3600.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +80,18 @@ class StreamConfig:
 class SessionConfig:
     idle_timeout_seconds: float = _spec(300.0, min=0.1, max=86400.0)
     max_sessions: int = _spec(100, min=1, max=100000)
+    # A session that never had an audio listener or events client frees its slot this soon.
+    unattached_timeout_seconds: float = _spec(30.0, min=0.1, max=86400.0)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    # `POST /create-session` per client address and per client cookie: a burst, then a
+    # steady rate (token buckets). 0 in either key turns the limit off.
+    create_burst: int = _spec(20, min=0, max=100000)
+    create_per_minute: float = _spec(4.0, min=0.0, max=100000.0)
+    # Concurrent connections per client address (an IPv6 /64 counts as one); 0 = no cap.
+    connections_per_ip: int = _spec(64, min=0, max=1000000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +122,7 @@ class Config:
     audio: AudioConfig = field(default_factory=AudioConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     log: LogConfig = field(default_factory=LogConfig)
     testing: TestingConfig = field(default_factory=TestingConfig)
@@ -113,10 +136,15 @@ class Config:
 
 _SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}  # type: ignore[misc]
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+_ORIGIN_RE = re.compile(r"https?://[^/?#\s]+")
 
 
-def _check_value(key: str, value: Any, kind: type, meta: Mapping[str, Any]) -> Any:
+def _check_value(key: str, value: Any, kind: Any, meta: Mapping[str, Any]) -> Any:
     """Return `value` coerced to `kind`, or raise ConfigError naming `key`."""
+    if typing.get_origin(kind) is tuple:  # tuple[str, ...]: a TOML array of strings
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} = {value!r}: expected a list of strings")
+        return tuple(value)
     ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value, ok = float(value), True
@@ -178,6 +206,12 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
     if config.audio.codec == "opus" and config.audio.sample_rate != 48000:
         rate = config.audio.sample_rate
         raise ConfigError(f"audio.sample_rate = {rate}: expected 48000 when audio.codec = 'opus'")
+    for origin in config.server.allowed_origins:
+        if not _ORIGIN_RE.fullmatch(origin):
+            raise ConfigError(
+                f"server.allowed_origins: {origin!r}: expected scheme://host[:port], "
+                "e.g. 'https://radio.example.com'"
+            )
     if config.health.dead_after_ms <= config.health.degraded_after_ms:
         raise ConfigError(
             f"health.dead_after_ms = {config.health.dead_after_ms}: expected more than "

@@ -16,7 +16,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ import structlog
 
 from radiod.audio.mixer import Mixer, TrackEvent
 from radiod.audio.ring import Chunk, Ring, RingReader
+from radiod.catalog import Catalog
 from radiod.config import Config
 from radiod.library import Track
 
@@ -145,8 +146,11 @@ class _LoopSink:
     def on_next(self, track: Track) -> None:
         self._call(self._session.next_chosen, track)
 
-    def on_track_failed(self, track: Track, reason: str) -> None:
-        self._call(self._session.track_failed, track, reason)
+    def on_track_failed(self, track: Track, reason: str, count: int) -> None:
+        self._call(self._session.track_failed, track, reason, count)
+
+    def on_failed(self, reason: str) -> None:
+        self._call(self._session.fail, reason)
 
 
 class Session:
@@ -157,8 +161,9 @@ class Session:
         session_id: str,
         client_id: str,
         config: Config,
-        tracks: Sequence[Track],
+        catalog: Catalog,
         loop: asyncio.AbstractEventLoop,
+        on_failed: Callable[[Session], None],
     ) -> None:
         self.id = session_id
         self.created_by = client_id
@@ -168,7 +173,8 @@ class Session:
         self.ring = Ring(
             ring_seconds=config.stream.ring_seconds, burst_seconds=config.stream.burst_seconds
         )
-        self.mixer = Mixer(tracks, config.audio, config.stream, _LoopSink(self, loop))
+        self.mixer = Mixer(catalog, config.audio, config.stream, _LoopSink(self, loop))
+        self._on_failed = on_failed
         self.listeners: dict[str, Listener] = {}
         self.event_clients: dict[str, EventClient] = {}
         self.current: TrackEvent | None = None
@@ -176,6 +182,9 @@ class Session:
         self.track_history: deque[TrackEvent] = deque(maxlen=16)
         self.next_track: Track | None = None
         self.closed = False
+        # Whether an audio listener or events client ever came: never-attached sessions are
+        # reaped after `unattached_timeout_seconds`, sooner than idle ones.
+        self.attached = False
         self._event_ids = itertools.count(1)
         self._backlog: deque[SessionEvent] = deque(maxlen=EVENT_BACKLOG)
         # The newest event of each type: what a new client needs, however busy the backlog.
@@ -207,6 +216,7 @@ class Session:
             self._stop_timer = None
         # Registered before any wait, so the reaper never sees this session as idle.
         self.listeners[listener.id] = listener
+        self.attached = True
         self.last_active = time.monotonic()
         if self._stopping is not None:
             # A reload right after the grace period: let the old thread finish first. The
@@ -281,6 +291,7 @@ class Session:
         if self.closed:
             return False
         self.event_clients[client.id] = client
+        self.attached = True
         self.last_active = time.monotonic()
         return True
 
@@ -340,8 +351,26 @@ class Session:
         self.next_track = track
         self.publish("track", self.track_payload())
 
-    def track_failed(self, track: Track, reason: str) -> None:
-        self.publish("track_failed", {"trackId": track.track_id, "reason": reason})
+    def track_failed(self, track: Track, reason: str, count: int) -> None:
+        """One SSE message per failure or burst of failures, never one per file of a burst:
+        a folder that vanished must not flood event clients into being dropped as slow."""
+        self.publish("track_failed", {"trackId": track.track_id, "reason": reason, "count": count})
+
+    def fail(self, reason: str) -> None:
+        """The mixer gave up: end every response with an error so clients restart cleanly.
+
+        Event clients get an `error` event (the page restarts on a new session); audio
+        responses end (the page sees `ended`). The registry then forgets the session.
+        """
+        if self.closed:
+            return
+        log.error("session.failed", session_id=self.id, reason=reason)
+        self.publish("error", {"message": "session_ended", "reason": reason})
+        self.closed = True
+        self.ring.close()
+        for client in list(self.event_clients.values()):
+            client.close()
+        self._on_failed(self)
 
     def track_payload(self) -> dict[str, Any]:
         current = self.current
@@ -379,10 +408,11 @@ class Session:
 class SessionRegistry:
     """All sessions of this process, the cookie bindings, and the idle reaper."""
 
-    def __init__(self, config: Config, tracks: Sequence[Track]) -> None:
+    def __init__(self, config: Config, catalog: Catalog) -> None:
         self._config = config
-        self._tracks = tracks
+        self._catalog = catalog
         self._sessions: dict[str, Session] = {}
+        self._closing: set[asyncio.Task[None]] = set()  # failed sessions being reaped
         self._bindings: OrderedDict[str, str] = OrderedDict()
         self._reaper: asyncio.Task[None] | None = None
 
@@ -398,7 +428,12 @@ class SessionRegistry:
             raise SessionLimitError(self._config.session.max_sessions)
         session_id = f"session_{new_token()}"
         session = Session(
-            session_id, client_id, self._config, self._tracks, asyncio.get_running_loop()
+            session_id,
+            client_id,
+            self._config,
+            self._catalog,
+            asyncio.get_running_loop(),
+            self._session_failed,
         )
         self._sessions[session_id] = session
         self.bind(client_id, session_id)
@@ -434,17 +469,35 @@ class SessionRegistry:
         self._reaper = asyncio.create_task(self._reap_forever())
 
     async def _reap_forever(self) -> None:
-        timeout = self._config.session.idle_timeout_seconds
+        config = self._config.session
+        shortest = min(config.idle_timeout_seconds, config.unattached_timeout_seconds)
         while True:
-            await asyncio.sleep(min(max(timeout / 4, 0.05), 5.0))
+            await asyncio.sleep(min(max(shortest / 4, 0.05), 5.0))
             now = time.monotonic()
             for session in list(self._sessions.values()):
-                if session.idle and now - session.last_active >= timeout:
+                reason = self._expired(session, now)
+                if reason is not None:
                     try:
-                        await self.reap(session, reason="idle")
+                        await self.reap(session, reason=reason)
                     except Exception:
                         # One session failing to close must not end reaping for all others.
                         log.exception("session.reap_failed", session_id=session.id)
+
+    def _session_failed(self, session: Session) -> None:
+        task = asyncio.ensure_future(self.reap(session, reason="failed"))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _expired(self, session: Session, now: float) -> str | None:
+        """Why `session` should be reaped now ("unattached", "idle"), or None."""
+        if not session.idle:
+            return None
+        waited = now - session.last_active
+        if not session.attached and waited >= self._config.session.unattached_timeout_seconds:
+            return "unattached"
+        if waited >= self._config.session.idle_timeout_seconds:
+            return "idle"
+        return None
 
     async def reap(self, session: Session, *, reason: str) -> None:
         if self._sessions.pop(session.id, None) is None:
@@ -462,3 +515,4 @@ class SessionRegistry:
                 await self._reaper
             self._reaper = None
         await asyncio.gather(*(self.reap(s, reason="shutdown") for s in self.sessions()))
+        await asyncio.gather(*self._closing)

@@ -81,7 +81,8 @@ export class EventChannel {
       this.handlers.onConnected?.(data.sessionId);
     } else if (data.type === 'error') {
       this.close();
-      if (data.message === 'session_not_found') {
+      // Either way the session is gone (unknown, or ended by a mixer that gave up): start anew.
+      if (data.message === 'session_not_found' || data.message === 'session_ended') {
         this.setStatus(EVENTS_STATUS.dead);
         this.handlers.onSessionNotFound?.(this.sessionId);
       } else {

@@ -24,8 +24,9 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
+from traceback import format_exception
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -34,6 +35,7 @@ import structlog
 from radiod.audio.decode import Block, DecodeError, decode_file, trim_silence
 from radiod.audio.encode import CONTENT_TYPES, EncodedFrame, Encoder, create_encoder
 from radiod.audio.ring import Chunk
+from radiod.catalog import Catalog, FixedCatalog
 from radiod.config import AudioConfig, StreamConfig
 
 if TYPE_CHECKING:
@@ -46,9 +48,16 @@ CHUNK_SECONDS = 0.25
 # A skip fades the current track out over this long while the next fades in: long enough
 # not to click, short enough to feel immediate.
 SKIP_FADE_SECONDS = 0.06
-# When every track of the playlist failed in a row, play this much silence before trying
-# them again: listeners stay connected and the thread does not spin on broken files.
-ALL_FAILED_SILENCE_SECONDS = 5.0
+# When nothing can be played, play this much silence before asking the library again:
+# listeners stay connected and the thread does not spin on broken files.
+FALLBACK_SILENCE_SECONDS = 5.0
+# A join that raises is rebuilt without the track it was playing; this many failures within
+# this much stream time mean something is wrong beyond one file, and the session ends so
+# its clients restart cleanly rather than hear a stream that keeps breaking.
+CRASH_LIMIT = 3
+CRASH_WINDOW_SECONDS = 30.0
+# Paths named in one `mixer.track_failed` line for a burst of failures.
+MAX_LOGGED_FAILURES = 10
 _SILENCE_BLOCK = 4096
 # A crossfade takes at most this share of a track at each end (see `_fade_share`).
 MAX_FADE_SHARE = 1 / 3
@@ -92,12 +101,40 @@ class NextChosen:
 
 
 @dataclass(frozen=True, slots=True)
-class AllTracksFailed:
-    tracks: int
+class TracksFailed:
+    """Several tracks failed in a row (a folder unmounted, a batch of broken files): one
+    notice, so it costs one log line and one SSE message, not one per file."""
+
+    failures: tuple[TrackFailed, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackStarted:
+    """Nothing can be played (the library is empty, or every track failed): silence plays,
+    and the library is asked again every `silence_seconds`. Sent once per fallback period."""
+
+    reason: str
     silence_seconds: float
 
 
-Output = Header | Chunk | TrackEvent | TrackFailed | NextChosen | AllTracksFailed
+@dataclass(frozen=True, slots=True)
+class PipelineFailed:
+    """The join raised: a bug, not a bad file (those are TrackFailed). The track it was
+    playing is dropped and the join rebuilt; stream time and the encoder go on."""
+
+    track: Track | None
+    error: str
+    traceback: str
+    failures: int  # within the last CRASH_WINDOW_SECONDS of stream
+
+
+class MixerGaveUp(Exception):
+    """The pipeline failed CRASH_LIMIT times within CRASH_WINDOW_SECONDS of stream."""
+
+
+Output = (
+    Header | Chunk | TrackEvent | TrackFailed | TracksFailed | NextChosen | FallbackStarted
+) | PipelineFailed
 
 
 class MixerSink(Protocol):
@@ -111,23 +148,58 @@ class MixerSink(Protocol):
 
     def on_next(self, track: Track) -> None: ...
 
-    def on_track_failed(self, track: Track, reason: str) -> None: ...
+    def on_track_failed(self, track: Track, reason: str, count: int) -> None:
+        """`track` could not be played (`count` > 1: it was the first of that many in a row)."""
+        ...
+
+    def on_failed(self, reason: str) -> None:
+        """The mixer stopped for good: end the session's responses so clients restart."""
+        ...
 
 
 # -- stage: playlist --------------------------------------------------------------------
-def shuffled_playlist(tracks: Sequence[Track], rng: random.Random) -> Iterator[Track]:
-    """Endless: each round plays every track once in a new order; no track twice in a row."""
-    if not tracks:
-        return
+def shuffled_playlist(catalog: Catalog, rng: random.Random) -> Iterator[Track | None]:
+    """Endless: each round plays every track once in a new order; no track twice in a row.
+
+    The catalog is asked again before every pick: a track removed since the round began is
+    left out, a track added joins the rest of the round at a random place. None means the
+    catalog is empty right now (the caller plays silence and asks again).
+    """
+    order: list[Track] = []  # the rest of this round, next pick last
+    played: set[Track] = set()
+    seen: tuple[Track, ...] | None = None
     last: Track | None = None
     while True:
-        order = list(tracks)
-        rng.shuffle(order)
-        if len(order) > 1 and order[0] == last:
-            swap = rng.randrange(1, len(order))
-            order[0], order[swap] = order[swap], order[0]
-        yield from order
-        last = order[-1]
+        tracks = catalog.tracks()
+        if tracks is not seen:
+            seen = tracks
+            order = _refreshed(order, tracks, played, rng)
+        if not order:
+            if not tracks:
+                yield None
+                continue
+            played.clear()
+            order = list(tracks)
+            rng.shuffle(order)
+            if len(order) > 1 and order[-1] == last:
+                swap = rng.randrange(0, len(order) - 1)
+                order[-1], order[swap] = order[swap], order[-1]
+        last = order.pop()
+        played.add(last)
+        yield last
+
+
+def _refreshed(
+    order: list[Track], tracks: tuple[Track, ...], played: set[Track], rng: random.Random
+) -> list[Track]:
+    """The rest of a round after the catalog changed: gone tracks out, new ones placed at random."""
+    available = set(tracks)
+    kept = [t for t in order if t in available]
+    queued = set(kept)
+    for track in tracks:
+        if track not in played and track not in queued:
+            kept.insert(rng.randint(0, len(kept)), track)
+    return kept
 
 
 # -- stage: decode + trim, one track at a time ------------------------------------------
@@ -156,25 +228,29 @@ class TrackSources:
 
     Opening the next track as soon as the current one starts means the "next" announced
     with a TrackEvent has already proved it decodes, and a crossfade can begin without
-    waiting on a file. A track that fails to open is reported and the following one tried;
-    a track that fails mid-way just ends early (after being reported).
+    waiting on a file. A track that fails to open is reported (to the notices, and to the
+    catalog, which leaves it out from then on) and the following one tried; a track that
+    fails mid-way just ends early (after being reported). When nothing opens, silence.
     """
 
     def __init__(
         self,
-        playlist: Iterator[Track],
+        playlist: Iterator[Track | None],
+        catalog: Catalog,
+        notices: deque[Output],
         *,
         sample_rate: int,
         channels: int,
-        track_count: int,
     ) -> None:
         self._playlist = playlist
+        self._catalog = catalog
+        # Failures and other notices, in the order they happened; `mix()` drains them.
+        self.notices = notices
         self.rate = sample_rate
         self._channels = channels
-        self._track_count = track_count
         self._ahead: TrackAudio | None = None
-        # Failures and other notices, in the order they happened; `mix()` drains them.
-        self.notices: deque[Output] = deque()
+        self._in_fallback = False
+        self.current: Track | None = None  # the track of the source handed out last
 
     def __iter__(self) -> TrackSources:
         return self
@@ -183,27 +259,53 @@ class TrackSources:
         current = self._ahead if self._ahead is not None else self._open_next()
         self._ahead = self._open_next()
         if current.track is None and self._ahead.track is not None:
-            # Silence (every track failed) has no TrackEvent to carry the next track.
+            # Silence (the fallback) has no TrackEvent to carry the next track.
             self.notices.append(NextChosen(self._ahead.track))
+        self.current = current.track
         return current
 
     def peek_track(self) -> Track | None:
         """The track that will come next (None when the next source is a silent gap)."""
         return self._ahead.track if self._ahead is not None else None
 
+    def close(self) -> None:
+        """Close the file opened ahead (the pipeline is being rebuilt or stopped)."""
+        if self._ahead is not None:
+            self._ahead.close()
+
     def _open_next(self) -> TrackAudio:
-        failures = 0
-        while failures < max(self._track_count, 1):
-            track = next(self._playlist, None)
+        failures: list[TrackFailed] = []
+        # Each track at most once per call: when all of them fail, it is time for silence.
+        attempts = max(len(self._catalog.tracks()), 1)
+        while len(failures) < attempts:
+            track = next(self._playlist)
             if track is None:
                 break
             try:
-                return self._open(track)
+                audio = self._open(track)
             except Exception as exc:  # any broken file is skipped, never fatal
-                self.notices.append(TrackFailed(track, _reason(exc)))
-                failures += 1
-        self.notices.append(AllTracksFailed(self._track_count, ALL_FAILED_SILENCE_SECONDS))
+                failures.append(self._failed(track, exc))
+                continue
+            self._report(failures)
+            self._in_fallback = False
+            return audio
+        self._report(failures)
+        if not self._in_fallback:
+            self._in_fallback = True
+            reason = "every track failed" if failures else "the library is empty"
+            self.notices.append(FallbackStarted(reason, FALLBACK_SILENCE_SECONDS))
         return TrackAudio(None, _silence(self._channels, self.rate))
+
+    def _failed(self, track: Track, exc: Exception) -> TrackFailed:
+        reason = _reason(exc)
+        self._catalog.drop(track, reason)
+        return TrackFailed(track, reason)
+
+    def _report(self, failures: list[TrackFailed]) -> None:
+        if len(failures) == 1:
+            self.notices.append(failures[0])
+        elif failures:
+            self.notices.append(TracksFailed(tuple(failures)))
 
     def _open(self, track: Track) -> TrackAudio:
         blocks = trim_silence(
@@ -220,7 +322,7 @@ class TrackSources:
         try:
             yield from blocks
         except Exception as exc:  # a bad packet ends the track, not the stream
-            self.notices.append(TrackFailed(track, _reason(exc)))
+            self.notices.append(self._failed(track, exc))
 
 
 def _reason(exc: BaseException) -> str:
@@ -228,7 +330,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def _silence(channels: int, sample_rate: int) -> Iterator[Block]:
-    total = int(ALL_FAILED_SILENCE_SECONDS * sample_rate)
+    total = int(FALLBACK_SILENCE_SECONDS * sample_rate)
     for start in range(0, total, _SILENCE_BLOCK):
         yield np.zeros((channels, min(_SILENCE_BLOCK, total - start)), dtype=np.float32)
 
@@ -513,9 +615,50 @@ def encode_chunks(
                 frames, frames_samples = [], 0
 
 
+# -- stage: supervision -----------------------------------------------------------------
+JoinFactory = Callable[[], tuple[TrackSources, Iterator[Pcm]]]
+
+
+def supervised(
+    build: JoinFactory, notices: deque[Output], catalog: Catalog, *, sample_rate: int
+) -> Iterator[Pcm]:
+    """The joined PCM of `build()`, rebuilt without the track it was playing if it raises.
+
+    Bad files never get here (`TrackSources` skips them); what does is a bug in the join,
+    which must cost a listener one track, not the stream. The encoder after this stage
+    never sees the failure, so stream time and sequence simply go on. CRASH_LIMIT failures
+    within CRASH_WINDOW_SECONDS of stream raise `MixerGaveUp`.
+    """
+    failures: deque[int] = deque()  # stream positions (samples) of recent failures
+    position = 0
+    while True:
+        sources, pcm = build()
+        try:
+            for item in pcm:
+                if not isinstance(item, TrackMark):
+                    position += item.shape[1]
+                yield item
+        except Exception as exc:
+            failures.append(position)
+            while position - failures[0] > CRASH_WINDOW_SECONDS * sample_rate:
+                failures.popleft()
+            track = sources.current
+            if track is not None:
+                catalog.drop(track, f"pipeline failed: {exc!r}")
+            notices.append(
+                PipelineFailed(track, repr(exc), "".join(format_exception(exc)), len(failures))
+            )
+            if len(failures) >= CRASH_LIMIT:
+                raise MixerGaveUp(
+                    f"{len(failures)} pipeline failures within {CRASH_WINDOW_SECONDS:g} s"
+                ) from exc
+        finally:
+            sources.close()
+
+
 # -- the composed pipeline --------------------------------------------------------------
 def mix(
-    tracks: Sequence[Track],
+    tracks: Catalog | Sequence[Track],
     audio: AudioConfig,
     *,
     seed: int | None = None,
@@ -526,36 +669,44 @@ def mix(
     """The session's stream, unpaced: a Header, then Chunks, TrackEvents and notices.
 
     Args:
-        tracks: the playlist, played shuffled and endlessly.
+        tracks: what to play, shuffled and endlessly: a catalog that may change while it
+            plays, or a fixed list.
         audio: codec, bitrate, session sample format and crossfade length.
         seed: makes the playlist order reproducible.
         skip: set it (from any thread) to move to the next track with a short fade.
         first_seq, time_offset: where a rebuilt pipeline continues an earlier stream.
     """
+    catalog = FixedCatalog(tracks) if isinstance(tracks, Sequence) else tracks
     skip = skip if skip is not None else threading.Event()
+    rng = random.Random(seed)
     rate, channels = audio.sample_rate, audio.channels
-    sources = TrackSources(
-        shuffled_playlist(tracks, random.Random(seed)),
-        sample_rate=rate,
-        channels=channels,
-        track_count=len(tracks),
-    )
-    if audio.crossfade_seconds > 0:
-        pcm = crossfade(
-            sources,
-            seconds=audio.crossfade_seconds,
-            sample_rate=rate,
-            channels=channels,
-            skip=skip,
-        )
-    else:
-        pcm = gapless(sources, sample_rate=rate, channels=channels, skip=skip)
+    notices: deque[Output] = deque()
+
+    def build() -> tuple[TrackSources, Iterator[Pcm]]:
+        playlist = shuffled_playlist(catalog, rng)
+        sources = TrackSources(playlist, catalog, notices, sample_rate=rate, channels=channels)
+        if audio.crossfade_seconds > 0:
+            return sources, crossfade(
+                sources,
+                seconds=audio.crossfade_seconds,
+                sample_rate=rate,
+                channels=channels,
+                skip=skip,
+            )
+        return sources, gapless(sources, sample_rate=rate, channels=channels, skip=skip)
+
+    pcm = supervised(build, notices, catalog, sample_rate=rate)
     encoder = create_encoder(audio)
     yield Header(encoder.header)
-    for item in encode_chunks(pcm, encoder, first_seq=first_seq, time_offset=time_offset):
-        while sources.notices:
-            yield sources.notices.popleft()
-        yield item
+    try:
+        for item in encode_chunks(pcm, encoder, first_seq=first_seq, time_offset=time_offset):
+            while notices:
+                yield notices.popleft()
+            yield item
+    except MixerGaveUp:
+        while notices:  # the failures that led to it, before the end
+            yield notices.popleft()
+        raise
 
 
 # -- the paced worker -------------------------------------------------------------------
@@ -563,7 +714,7 @@ class Mixer:
     """Runs `mix()` in a thread, `burst_seconds` ahead of the wall clock, into a `MixerSink`.
 
     Args:
-        tracks: the playlist.
+        tracks: what to play (a catalog that may change, or a fixed list).
         audio: the session's audio settings.
         stream: `burst_seconds` sets how far ahead of the live point production runs.
         sink: receives header, chunks and events (from the mixer thread).
@@ -572,14 +723,14 @@ class Mixer:
 
     def __init__(
         self,
-        tracks: Sequence[Track],
+        tracks: Catalog | Sequence[Track],
         audio: AudioConfig,
         stream: StreamConfig,
         sink: MixerSink,
         *,
         seed: int | None = None,
     ) -> None:
-        self._tracks = tuple(tracks)
+        self._tracks = tracks
         self._audio = audio
         self._burst = stream.burst_seconds
         self._sink = sink
@@ -592,20 +743,20 @@ class Mixer:
         self._output: Iterator[Output] | None = None
         self._next_seq = 0
         self._produced_until = 0.0  # stream time of the end of the last chunk sent
+        self.failed = False  # gave up for good (MixerSink.on_failed was called)
 
     @property
     def running(self) -> bool:
         thread = self._thread
         return thread is not None and thread.is_alive() and not self._stop.is_set()
 
-    @property
-    def stream_time(self) -> float:
-        """Stream time of the end of the audio produced so far."""
-        return self._produced_until
-
     def start(self) -> None:
-        """Start, or resume where the stream stopped with a fresh burst; idempotent."""
+        """Start, or resume where the stream stopped with a fresh burst; idempotent.
+
+        A mixer that failed for good stays stopped: its session is ending."""
         with self._lock:
+            if self.failed:
+                return
             thread = self._thread
             if thread is not None and thread.is_alive():
                 if not self._stop.is_set():
@@ -666,13 +817,21 @@ class Mixer:
                     )
                     if ahead > 0 and stop.wait(ahead):
                         break
-        except Exception:
-            # A bug, not a bad file (those are handled in the pipeline). Drop the pipeline;
-            # the next start() builds a new one that continues the stream's seq and time.
-            log.exception("mixer.crashed", stream_time=round(self._produced_until, 3))
+        except Exception as exc:
+            # Failures the pipeline could recover from never get here (it rebuilds itself):
+            # this one ends the session, so its clients restart on a new one rather than
+            # hold a socket that carries nothing.
+            log.error(
+                "mixer.failed",
+                stream_time=round(self._produced_until, 3),
+                error=str(exc) if isinstance(exc, MixerGaveUp) else repr(exc),
+                exc_info=not isinstance(exc, MixerGaveUp),
+            )
+            self.failed = True
             self._output = None
             output.close()
             stop.set()
+            self._sink.on_failed("mixer_failed")
         log.info("mixer.stopped", stream_time=round(self._produced_until, 3))
 
     def _dispatch(self, item: Output) -> None:
@@ -693,21 +852,39 @@ class Mixer:
                 next_track_id=item.next_track.track_id if item.next_track else None,
             )
             sink.on_track(item)
-        elif isinstance(item, TrackFailed):
-            log.warning(
-                "mixer.track_failed",
-                track_id=item.track.track_id,
-                path=str(item.track.path),
-                reason=item.reason,
-            )
-            sink.on_track_failed(item.track, item.reason)
+        elif isinstance(item, TrackFailed | TracksFailed):
+            self._track_failures(item)
         elif isinstance(item, NextChosen):
             sink.on_next(item.track)
-        elif isinstance(item, AllTracksFailed):
+        elif isinstance(item, FallbackStarted):
+            log.warning(
+                "mixer.fallback_silence",
+                reason=item.reason,
+                retry_seconds=item.silence_seconds,
+            )
+        elif isinstance(item, PipelineFailed):
             log.error(
-                "mixer.all_tracks_failed",
-                tracks=item.tracks,
-                silence_seconds=item.silence_seconds,
+                "mixer.pipeline_failed",
+                track_id=item.track.track_id if item.track else None,
+                path=str(item.track.path) if item.track else None,
+                error=item.error,
+                failures=item.failures,
+                traceback=item.traceback,
             )
         elif isinstance(item, Header):
             sink.on_header(item.data)
+
+    def _track_failures(self, item: TrackFailed | TracksFailed) -> None:
+        """One log line and one sink call, however many tracks failed in a row."""
+        failures = item.failures if isinstance(item, TracksFailed) else (item,)
+        first = failures[0]
+        log.warning(
+            "mixer.track_failed",
+            track_id=first.track.track_id,
+            path=str(first.track.path),
+            reason=first.reason,
+            failed=len(failures),
+            # A burst (a folder gone): the rest by path, bounded so the line stays readable.
+            also_failed=[str(f.track.path) for f in failures[1:MAX_LOGGED_FAILURES]] or None,
+        )
+        self._sink.on_track_failed(first.track, first.reason, len(failures))

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from radiod.sessions import SessionLimitError
 from radiod.web.context import client_id, json_error, require_session
+from radiod.web.guards import CREATE_LIMITER, client_address
 from radiod.web.keys import REGISTRY, STARTED
 
 log = structlog.get_logger(__name__)
@@ -17,6 +18,18 @@ routes = web.RouteTableDef()
 
 @routes.post("/create-session")
 async def create_session(request: web.Request) -> web.Response:
+    refused = request.app[CREATE_LIMITER].retry_after(
+        client_address(request.remote), client_id(request)
+    )
+    if refused is not None:
+        retry_after, limit = refused
+        structlog.contextvars.bind_contextvars(rejected="rate_limited")
+        log.warning("session.rate_limited", limit=limit, retry_after=retry_after)
+        return json_error(
+            429,
+            f"Too many new sessions; retry in {retry_after} s",
+            **{"Retry-After": str(retry_after)},
+        )
     try:
         session = request.app[REGISTRY].create(client_id(request))
     except SessionLimitError as exc:
