@@ -20,6 +20,7 @@ from radiod.config import Config, parse_config
 from radiod.demo import generate_demo_library
 from radiod.library import Track, scan_library
 from radiod.logs import configure_logging
+from tests.oddlib import OddLibrary, generate_odd_library
 
 # Short tracks keep tests that cross track boundaries quick; the generator is the real one.
 TEST_TRACK_SECONDS = 8.0
@@ -30,6 +31,12 @@ def demo_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("demo")
     generate_demo_library(dest, seconds=TEST_TRACK_SECONDS)
     return dest
+
+
+@pytest.fixture(scope="session")
+def odd_library(tmp_path_factory: pytest.TempPathFactory) -> OddLibrary:
+    """What real folders hold (jingles, silence, odd formats and tags, debris); see oddlib."""
+    return generate_odd_library(tmp_path_factory.mktemp("odd"))
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from radiod.library import LibraryError, scan_library
+from tests.oddlib import sound, write_audio
 
 
 @pytest.fixture
@@ -180,3 +181,36 @@ def test_folder_of_junk_counts_what_it_skipped(tmp_path: Path) -> None:
         scan_library(tmp_path)
     assert str(error.value).endswith("contains no playable audio files (2 skipped)")
     assert set(skipped(logs)) == {"readme.txt", "empty.flac"}
+
+
+def test_only_a_file_silent_to_its_end_is_skipped_as_silent(tmp_path: Path) -> None:
+    """Silence at the start and near the end proves nothing: a hidden track may follow a long
+    gap. The scan decodes until the first sound, so only a file silent throughout is refused
+    (the mixer would find nothing to play in it)."""
+    rate = 44100
+    gap = np.zeros((2, 25 * rate), dtype=np.float32)
+    hidden = np.concatenate((gap, sound(1.0, rate), gap), axis=1)
+    write_audio(tmp_path / "hidden track.flac", hidden, rate, container="flac", codec="flac")
+    write_audio(tmp_path / "silence.flac", gap, rate, container="flac", codec="flac")
+    with capture_logs() as logs:
+        (track,) = scan_library(tmp_path)
+    assert track.path.name == "hidden track.flac"
+    assert track.duration == pytest.approx(51.0, abs=0.01)
+    assert skipped(logs) == {"silence.flac": "silent: no sound above -60 dBFS"}
+
+
+def test_a_folder_linked_in_is_scanned_once_and_a_loop_is_refused(tmp_path: Path) -> None:
+    music, elsewhere = tmp_path / "music", tmp_path / "elsewhere"
+    music.mkdir()
+    elsewhere.mkdir()
+    write_tone(elsewhere / "song.flac", seconds=1.0, format="flac", codec="flac")
+    (music / "a").symlink_to(elsewhere)
+    (music / "b").symlink_to(elsewhere)
+    (music / "a-loop").symlink_to(music)
+    with capture_logs() as logs:
+        (track,) = scan_library(music)
+    assert track.path == music / "a" / "song.flac"
+    assert skipped(logs) == {
+        "a-loop": "symlink loop: links to a folder above it",
+        "b": "folder already scanned through another link",
+    }

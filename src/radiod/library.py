@@ -1,27 +1,38 @@
 """Find the playable audio under a folder.
 
-The scan runs once at start-up, synchronously, before the server takes requests. Files are
-judged by probing them with PyAV, not by their extension: a misnamed file still plays, and a
-file is kept only if it opens, has an audio stream and a positive duration, and decodes both
-at its start and just before its claimed end. The last check matters: a truncated download
-keeps a header that promises the full length, passes every other check, and would otherwise
-die mid-broadcast. Skipped files are logged with a reason, so a user whose song is missing
-can find out why.
+The scan runs once at start-up, synchronously, before the server takes requests, so it must
+never hang and never raise on what a real folder holds. Files are judged by probing them
+with PyAV, not by their extension: a misnamed file still plays, and a file is kept only if
+it is a regular file, opens, has an audio stream and a positive duration, makes a sound, and
+decodes both at its start and just before its claimed end. The last check matters: a
+truncated download keeps a header that promises the full length, passes every other check,
+and would otherwise die mid-broadcast. Every file that is not kept is logged once, as
+`library.skipped` with its path and a short reason, so a user whose song is missing can find
+out why.
+
+What is not a file is never opened: opening a FIFO blocks until a writer appears (forever,
+at start-up), and a device may never end. Symlinks are followed, to files and to folders
+(a user links an album in from another disk); a link that loops or leads nowhere is
+skipped with a reason, and a folder reached twice is scanned once.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import numpy as np
 import structlog
 from av.audio.stream import AudioStream
 from av.container import InputContainer
 
+from radiod.audio.decode import SILENCE_THRESHOLD
 from radiod.demo import MANIFEST_NAME
 
 log = structlog.get_logger(__name__)
@@ -29,6 +40,13 @@ log = structlog.get_logger(__name__)
 UNKNOWN_ARTIST = "Unknown artist"
 TAIL_SECONDS = 1.0  # how far before the claimed end the truncation check seeks
 START_PACKETS = 50  # packets to read looking for the first decodable audio
+
+_NOT_REGULAR = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +65,16 @@ class LibraryError(Exception):
     """The library cannot be used at all; the message is user-facing."""
 
 
-class _Unplayable(Exception):
+class Unplayable(Exception):
     """A file was rejected; the message is the short reason that goes in the log."""
 
 
 def scan_library(root: Path) -> list[Track]:
-    """Every playable file under `root`, in a deterministic order (sorted by relative path).
+    """Every playable file under `root`, in a deterministic order (folder by folder, by name).
 
     Dotfiles, dot-folders and the demo manifest are ignored silently; any other file that is
-    not playable is skipped with a `library.skipped` warning.
+    not playable, and any folder that cannot be entered, is skipped with one
+    `library.skipped` warning.
     """
     if not root.exists():
         raise LibraryError(f"library path {root} does not exist")
@@ -63,38 +82,135 @@ def scan_library(root: Path) -> list[Track]:
         raise LibraryError(f"library path {root} is not a folder")
     tracks: list[Track] = []
     skipped = 0
-    for path in _candidates(root):
+    for path, refused in _walk(root):
         try:
-            tracks.append(_probe(path, root))
-        except _Unplayable as exc:
+            if refused is not None:
+                raise Unplayable(refused)
+            tracks.append(probe_file(path, root))
+        except Unplayable as exc:
             skipped += 1
-            log.warning("library.skipped", path=str(path), reason=str(exc))
+            log.warning("library.skipped", path=printable(str(path)), reason=str(exc))
     if not tracks:
         raise LibraryError(
             f"library path {root} contains no playable audio files ({skipped} skipped)"
         )
-    log.info("library.scanned", path=str(root), tracks=len(tracks), skipped=skipped)
+    log.info("library.scanned", path=printable(str(root)), tracks=len(tracks), skipped=skipped)
     return tracks
 
 
-def _candidates(root: Path) -> Iterator[Path]:
-    # os.walk does not follow symlinked folders, so a link loop cannot hang start-up.
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith(".") and name != MANIFEST_NAME:
-                yield Path(folder) / name
+def probe_file(path: Path, root: Path) -> Track:
+    """Judge one file under `root`: its Track if it plays, else `Unplayable` with the reason.
+
+    Never blocks on what is not a regular file and raises nothing else, so a rescan of a
+    live folder can call it on any path it finds.
+    """
+    size = _regular_file_size(path)
+    if size == 0:
+        raise Unplayable("empty file (0 bytes)")
+    try:
+        duration, tags = _probe_audio(path)
+    except Unplayable:
+        raise
+    except Exception as exc:  # a file must never stop a scan, whatever PyAV raises
+        raise Unplayable(f"cannot decode ({type(exc).__name__}: {exc})") from None
+    relative = os.fsencode(path.relative_to(root))
+    return Track(
+        path=path,
+        track_id=hashlib.sha1(relative).hexdigest()[:12],
+        title=tags.get("title") or printable(path.stem),
+        artist=tags.get("artist") or UNKNOWN_ARTIST,
+        album=tags.get("album") or "",
+        duration=duration,
+    )
 
 
-def _probe(path: Path, root: Path) -> Track:
+def printable(name: str) -> str:
+    """`name` with undecodable bytes shown as U+FFFD.
+
+    Linux file names are bytes; one written in Latin-1 reaches Python with surrogate escapes,
+    which open fine but cannot be encoded as UTF-8 (JSON logs, SSE, the page).
+    """
+    return os.fsencode(name).decode("utf-8", "replace")
+
+
+def _walk(root: Path) -> Iterator[tuple[Path, str | None]]:
+    """Each file under `root` to probe, with None; or a path refused outright, with why.
+
+    Entries are sorted by name, each folder's files before its subfolders. Folders are known
+    by device and inode, so a link back up the tree is refused rather than followed forever,
+    and a folder linked twice is scanned once.
+    """
+    seen: set[tuple[int, int]] = set()
+
+    def walk(folder: Path, above: frozenset[tuple[int, int]]) -> Iterator[tuple[Path, str | None]]:
+        try:
+            info = folder.stat()
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError as exc:
+            yield folder, f"cannot read folder ({exc.strerror or exc})"
+            return
+        here = (info.st_dev, info.st_ino)
+        if here in above:
+            yield folder, "symlink loop: links to a folder above it"
+            return
+        if here in seen:
+            yield folder, "folder already scanned through another link"
+            return
+        seen.add(here)
+        folders: list[Path] = []
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name == MANIFEST_NAME:
+                continue
+            if _is_folder(entry):
+                folders.append(Path(entry.path))
+            else:
+                yield Path(entry.path), None
+        for sub in folders:
+            yield from walk(sub, above | {here})
+
+    return walk(root, frozenset())
+
+
+def _is_folder(entry: os.DirEntry[str]) -> bool:
+    """Whether `entry` is a folder or links to one. A link that loops or dangles is not: it
+    is judged as a file, which gives it a reason. (`is_dir` answers False for a dangling
+    link but raises on a loop.)"""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _regular_file_size(path: Path) -> int:
+    """The size of the regular file at `path` (links followed), or why there is none to read."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise Unplayable("symlink loop") from None
+        if exc.errno == errno.ENOENT and path.is_symlink():
+            raise Unplayable("dangling symlink: its target does not exist") from None
+        raise Unplayable(f"cannot read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise Unplayable("a folder, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        # Opening a FIFO blocks until something writes to it: never, at start-up.
+        kind = _NOT_REGULAR.get(stat.S_IFMT(info.st_mode), "unknown type")
+        raise Unplayable(f"not a regular file ({kind})")
+    return info.st_size
+
+
+def _probe_audio(path: Path) -> tuple[float, dict[str, str]]:
+    """Duration and tags of a file that makes a sound to its end; else `Unplayable`."""
     try:
         # Tags in a legacy 8-bit encoding must not cost the user the whole file.
         with av.open(str(path), metadata_errors="replace") as container:
             if not container.streams.audio:
-                raise _Unplayable("no audio stream")
+                raise Unplayable("no audio stream")
             stream = container.streams.audio[0]
             packets = container.demux(stream)
-            decoded = _decode_start(packets)
+            decoded = _decode_until_sound(packets)
             duration = _declared_duration(container, stream)
             if duration is None:
                 # Some muxers (live Matroska, piped Ogg) never write a length: decode it all.
@@ -105,20 +221,12 @@ def _probe(path: Path, root: Path) -> Track:
             tags = _tags(container, stream)
     # PyAV's I/O errors are also OSErrors, so this order tells "cannot read" from "not audio".
     except OSError as exc:
-        raise _Unplayable(f"cannot read ({exc.strerror or exc})") from None
+        raise Unplayable(f"cannot read ({exc.strerror or exc})") from None
     except av.FFmpegError as exc:
-        raise _Unplayable(f"cannot decode ({exc.strerror or exc})") from None
+        raise Unplayable(f"cannot decode ({exc.strerror or exc})") from None
     if duration <= 0:
-        raise _Unplayable("no audio (zero duration)")
-    relative = path.relative_to(root).as_posix()
-    return Track(
-        path=path,
-        track_id=hashlib.sha1(relative.encode()).hexdigest()[:12],
-        title=tags.get("title") or path.stem,
-        artist=tags.get("artist") or UNKNOWN_ARTIST,
-        album=tags.get("album") or "",
-        duration=duration,
-    )
+        raise Unplayable("no audio (zero duration)")
+    return duration, tags
 
 
 def _tags(container: InputContainer, stream: AudioStream) -> dict[str, str]:
@@ -132,15 +240,38 @@ def _tags(container: InputContainer, stream: AudioStream) -> dict[str, str]:
     return merged
 
 
-def _decode_start(packets: Iterator[av.Packet]) -> int:
-    """Samples decoded up to and including the first audio frame; raises if there is none."""
+def _decode_until_sound(packets: Iterator[av.Packet]) -> int:
+    """Samples decoded up to and including the first audible one.
+
+    Raises `Unplayable` when no audio decodes at the start, or when the whole file is
+    quieter than the mixer's silence threshold: the mixer trims silence from both ends, so
+    such a file would leave nothing to play and fail on air as "no audible audio". Music
+    makes a sound within its first frame, so the check costs one frame; only a file that
+    stays silent is decoded further, to its end if need be (~1,400x realtime), since silence
+    at the start and near the end proves nothing (a hidden track after a long gap).
+    """
+    resampler = av.AudioResampler(format="fltp")  # any sample format, as floats
+    decoded = 0
     for index, packet in enumerate(packets):
-        samples = sum(frame.samples for frame in packet.decode())
-        if samples:
-            return samples
-        if index >= START_PACKETS:
+        for frame in packet.decode():
+            decoded += frame.samples
+            if any(_audible(out) for out in resampler.resample(frame)):
+                return decoded
+        if not decoded and index >= START_PACKETS:
             break
-    raise _Unplayable("no decodable audio at the start")
+    if not decoded:
+        raise Unplayable("no decodable audio at the start")
+    if any(_audible(out) for out in resampler.resample(None)):
+        return decoded
+    raise Unplayable(f"silent: no sound above {_dbfs(SILENCE_THRESHOLD)} dBFS")
+
+
+def _audible(frame: av.AudioFrame) -> bool:
+    return bool(np.abs(frame.to_ndarray()).max(initial=0.0) > SILENCE_THRESHOLD)
+
+
+def _dbfs(level: float) -> int:
+    return round(20 * np.log10(level))
 
 
 def _declared_duration(container: InputContainer, stream: AudioStream) -> float | None:
@@ -157,10 +288,13 @@ def _check_tail(container: InputContainer, stream: AudioStream, duration: float)
     """Decode just before the claimed end, so a truncated or garbage-padded file is caught now
     rather than when the mixer reaches it on air."""
     target = max(0.0, duration - TAIL_SECONDS)
-    container.seek(int(target * av.time_base), any_frame=False)
-    for packet in container.demux(stream):
-        for frame in packet.decode():
-            # No timestamp means no position to judge; decoding after the seek is enough.
-            if frame.samples and (frame.time is None or frame.time >= target - TAIL_SECONDS):
-                return
-    raise _Unplayable(f"truncated or corrupt: no audio near its end ({duration:.1f} s)")
+    try:
+        container.seek(int(target * av.time_base), any_frame=False)
+        for packet in container.demux(stream):
+            for frame in packet.decode():
+                # No timestamp means no position to judge; decoding after the seek is enough.
+                if frame.samples and (frame.time is None or frame.time >= target - TAIL_SECONDS):
+                    return
+    except av.FFmpegError as exc:
+        raise Unplayable(f"truncated or corrupt: {exc.strerror or exc} near its end") from None
+    raise Unplayable(f"truncated or corrupt: no audio near its end ({duration:.1f} s)")

@@ -26,6 +26,12 @@ MAX_HELD_SILENCE_SECONDS = 20.0
 # regroups them. 4096 samples = 93 ms at 44.1 kHz: fine-grained enough for a skip.
 DECODE_BLOCK = 4096
 
+# When the rate changes, FFmpeg's resampler holds back about one filter length of output
+# (measured: ~16 samples at 44.1 -> 48 kHz, ~27 at 96 -> 22.05 kHz) and, for a file shorter
+# than that, flushes none of it: a 10-sample sound effect came out as nothing at 48 kHz. Digital
+# silence after a short file's end pushes its sound through; `trim_silence` drops it again.
+RESAMPLER_PAD = 1024
+
 Block = np.ndarray  # float32, shape (channels, samples)
 
 
@@ -61,13 +67,28 @@ def decode_file(path: Path, *, sample_rate: int, channels: int) -> Iterator[Bloc
             format="fltp", layout=_layout(channels), rate=sample_rate, frame_size=DECODE_BLOCK
         )
         try:
-            for frame in container.decode(stream):
-                for out in resampler.resample(frame):
+            last: av.AudioFrame | None = None
+            samples = 0
+            for last in container.decode(stream):
+                samples += last.samples
+                for out in resampler.resample(last):
                     yield out.to_ndarray()
+            if last is not None and samples < DECODE_BLOCK and last.sample_rate != sample_rate:
+                resampler.resample(_silence_like(last, RESAMPLER_PAD))
             for out in resampler.resample(None):
                 yield out.to_ndarray()
         except (av.FFmpegError, OSError, ValueError, MemoryError) as exc:
             raise DecodeError(f"decode failed: {exc}") from None
+
+
+def _silence_like(frame: av.AudioFrame, samples: int) -> av.AudioFrame:
+    """`samples` of digital silence in `frame`'s format, layout and rate."""
+    pad = av.AudioFrame(format=frame.format.name, layout=frame.layout.name, samples=samples)
+    zero = b"\x80" if frame.format.name.startswith("u8") else b"\x00"  # u8 is offset binary
+    for plane in pad.planes:
+        plane.update(zero * plane.buffer_size)
+    pad.sample_rate = frame.sample_rate
+    return pad
 
 
 def trim_silence(
