@@ -197,12 +197,6 @@ def test_tag_newlines_never_break_a_json_log_line(
     assert raw.count("\n") == len(log_capture.lines())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="logs._serialize: orjson refuses the surrogate escapes of a file name that is not "
-    "UTF-8 (mixer.track_started logs path=str(track.path)); the line is lost with a "
-    "'--- Logging error ---' traceback on stderr",
-)
 def test_a_file_name_in_latin1_keeps_its_log_line(
     odd_tracks: list[Track], log_capture: LogCapture
 ) -> None:
