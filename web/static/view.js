@@ -144,36 +144,46 @@ export class View {
     const key = current ? `${current.trackId}@${view.current.startsAt}` : `none:${playing}`;
     if (key !== this.shownTrackKey) {
       this.shownTrackKey = key;
-      if (current) {
-        const hueKey = `${current.artist}${current.album}`;
-        this.el.title.textContent = current.title || 'Untitled';
-        this.el.artist.textContent = current.artist || 'Unknown artist';
-        this.el.album.textContent = current.album || '';
-        this.el.artInitial.textContent = (current.title || '♪').trim().charAt(0).toUpperCase();
-        this.el.art.style.setProperty('--art-hue', String(hue(hueKey)));
-        this.el.duration.textContent = formatTime(current.duration);
-        document.title = `${current.title} · ${current.artist} — radiod`;
-      } else {
-        this.el.title.textContent = playing ? 'Tuning in…' : 'Press play to tune in';
-        this.el.artist.textContent = playing ? '' : 'Your own radio, mixed live';
-        this.el.album.textContent = '';
-        this.el.artInitial.textContent = '♪';
-        this.el.duration.textContent = '0:00';
-        document.title = 'radiod';
-      }
+      if (current) this.showTrack(current);
+      else this.showNoTrack(playing);
     }
-    const duration = current?.duration ?? 0;
-    const position = current ? Math.min(view.position, duration || view.position) : 0;
+    this.showProgress(current, view.position);
+    this.showNext(view.next);
+  }
+
+  showTrack(track) {
+    this.el.title.textContent = track.title || 'Untitled';
+    this.el.artist.textContent = track.artist || 'Unknown artist';
+    this.el.album.textContent = track.album || '';
+    this.el.artInitial.textContent = (track.title || '♪').trim().charAt(0).toUpperCase();
+    this.el.art.style.setProperty('--art-hue', String(hue(`${track.artist}${track.album}`)));
+    this.el.duration.textContent = formatTime(track.duration);
+    document.title = `${track.title} · ${track.artist} — radiod`;
+  }
+
+  showNoTrack(playing) {
+    this.el.title.textContent = playing ? 'Tuning in…' : 'Press play to tune in';
+    this.el.artist.textContent = playing ? '' : 'Your own radio, mixed live';
+    this.el.album.textContent = '';
+    this.el.artInitial.textContent = '♪';
+    this.el.duration.textContent = '0:00';
+    document.title = 'radiod';
+  }
+
+  showProgress(track, elapsed) {
+    const duration = track?.duration ?? 0;
+    const position = track ? Math.min(elapsed, duration || elapsed) : 0;
     const pct = duration > 0 ? Math.min(100, (position / duration) * 100) : 0;
     this.el.fill.style.width = `${pct.toFixed(2)}%`;
     this.el.progress.setAttribute('aria-valuenow', pct.toFixed(0));
     this.el.progress.setAttribute(
       'aria-valuetext',
-      current ? `${formatTime(position)} of ${formatTime(duration)}` : 'not playing',
+      track ? `${formatTime(position)} of ${formatTime(duration)}` : 'not playing',
     );
     this.el.elapsed.textContent = formatTime(position);
+  }
 
-    const next = view.next;
+  showNext(next) {
     this.el.nextTitle.textContent = next ? next.title || 'Untitled' : '—';
     this.el.nextArtist.textContent = next
       ? [next.artist, next.album].filter(Boolean).join(' — ')
