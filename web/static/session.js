@@ -1,4 +1,5 @@
-// The session ID: cached in localStorage, made by POST /create-session, probed by HEAD /stream.
+// The session ID: cached in localStorage, made by POST /create-session, probed by HEAD /stream,
+// and held by one CurrentSession that both channels (audio and SSE) connect to.
 
 const STORAGE_KEY = 'audioSessionId';
 // A request to a server that vanished mid-connection can hang for minutes: bound them.
@@ -86,5 +87,71 @@ export async function probeSession(streamEndpoint, sessionId) {
     return response.ok ? 'known' : 'unreachable';
   } catch {
     return 'unreachable';
+  }
+}
+
+/** POST /sessions/ID/skip → its HTTP status; 0 when the server could not be reached. */
+export async function requestSkip(sessionsEndpoint, sessionId) {
+  try {
+    const url = `${sessionsEndpoint}/${encodeURIComponent(sessionId)}/skip`;
+    const response = await fetch(url, { method: 'POST', cache: 'no-store' });
+    return response.status;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * The page's one session ID, used by the audio and the events channel alike. `confirmed`
+ * once the server answered `connected` for it on the events channel.
+ */
+export class CurrentSession {
+  /**
+   * @param {string} endpoint POST endpoint that creates a session
+   * @param {{onChange?:Function}} handlers  `onChange(sessionId, fresh)` on adopt and drop;
+   *   `fresh`: a new stream clock, nothing shown for the old session applies
+   */
+  constructor(endpoint, { onChange } = {}) {
+    this.endpoint = endpoint;
+    this.onChange = onChange;
+    this.id = null;
+    this.confirmed = false;
+  }
+
+  /** The cached ID, else a new one from the server (then cached). Throws SessionError. */
+  async establish() {
+    console.log('🔧 Establishing session...');
+    const cached = cachedSessionId();
+    if (cached) {
+      console.log(`🔧 Found cached session: ${cached}`);
+      this.adopt(cached);
+      return cached;
+    }
+    try {
+      const sessionId = await createSession(this.endpoint);
+      console.log(`🔧 Created new session: ${sessionId}`);
+      this.adopt(sessionId);
+      rememberSession(sessionId);
+      return sessionId;
+    } catch (error) {
+      console.warn('❌ Failed to establish session:', error.message);
+      throw error;
+    }
+  }
+
+  /** Forget the ID, here and in storage: the server lost it, or a full restart begins. */
+  drop() {
+    forgetSession();
+    this.set(null, true);
+  }
+
+  adopt(sessionId) {
+    this.set(sessionId, sessionId !== this.id);
+  }
+
+  set(sessionId, fresh) {
+    this.id = sessionId;
+    this.confirmed = false;
+    this.onChange?.(sessionId, fresh);
   }
 }

@@ -38,42 +38,20 @@ export class View {
     this.shownTrackKey = null;
     this.noticeTimer = null;
     this.noticeClear = null;
+    this.noticeKind = null;
   }
 
-  /** Wire user intents to the player's callbacks. */
+  /** Wire the controls' clicks to the listener's intents (keys: see keys.js). */
   bind({ onPlayToggle, onSkip, onVolume, onMuteToggle, onResume }) {
     this.el.play.addEventListener('click', onPlayToggle);
     this.el.skip.addEventListener('click', onSkip);
     this.el.mute.addEventListener('click', onMuteToggle);
     this.el.resume.addEventListener('click', onResume);
     this.el.volume.addEventListener('input', () => onVolume(Number(this.el.volume.value) / 100));
-    document.addEventListener('keydown', (event) => {
-      if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
-      const target = event.target;
-      const tag = target?.tagName;
-      const typing =
-        target?.isContentEditable ||
-        tag === 'TEXTAREA' ||
-        tag === 'SELECT' ||
-        (tag === 'INPUT' && target.type !== 'range');
-      if (typing) return;
-      if (event.key === ' ' || event.code === 'Space') {
-        // Other buttons keep their native Space activation (keyboard users expect it).
-        if ((tag === 'BUTTON' && target !== this.el.play) || tag === 'A') return;
-        event.preventDefault();
-        if (!event.repeat) onPlayToggle();
-      } else if (event.key === 'n' || event.key === 'N') {
-        event.preventDefault();
-        if (!event.repeat) onSkip();
-      } else if (event.key === 'm' || event.key === 'M') {
-        event.preventDefault();
-        if (!event.repeat) onMuteToggle();
-      }
-    });
-    // The play button handles Space itself on keydown above; stop its native keyup click.
-    this.el.play.addEventListener('keyup', (event) => {
-      if (event.key === ' ') event.preventDefault();
-    });
+  }
+
+  get playButton() {
+    return this.el.play;
   }
 
   setSession(sessionId) {
@@ -111,10 +89,21 @@ export class View {
   }
 
   /**
-   * A status line for screen readers and eyes. With `until` (Date.now() ms) it counts
-   * down; the live region is only re-announced when the message itself changes.
+   * A status line for screen readers and eyes, on behalf of `kind` (who said it: 'restart',
+   * 'sse', 'gesture', …) so that only its sayer clears it. With `until` (Date.now() ms) it
+   * counts down; the live region is only re-announced when the message itself changes.
    */
-  notice(message, { until = null, tone = 'info', clearAfterMs = null } = {}) {
+  notice(kind, message, options) {
+    this.noticeKind = message ? kind : null;
+    this.showNotice(message, options);
+  }
+
+  /** Clear the notice if `kind` said the one showing. */
+  clearNotice(kind) {
+    if (this.noticeKind === kind) this.notice(null, '');
+  }
+
+  showNotice(message, { until = null, tone = 'info', clearAfterMs = null } = {}) {
     clearInterval(this.noticeTimer);
     clearTimeout(this.noticeClear);
     this.noticeTimer = null;
@@ -144,7 +133,7 @@ export class View {
       this.noticeTimer = setInterval(render, 1000);
     }
     if (clearAfterMs !== null) {
-      this.noticeClear = setTimeout(() => this.notice(''), clearAfterMs);
+      this.noticeClear = setTimeout(() => this.showNotice(''), clearAfterMs);
     }
   }
 
@@ -155,36 +144,46 @@ export class View {
     const key = current ? `${current.trackId}@${view.current.startsAt}` : `none:${playing}`;
     if (key !== this.shownTrackKey) {
       this.shownTrackKey = key;
-      if (current) {
-        const hueKey = `${current.artist}${current.album}`;
-        this.el.title.textContent = current.title || 'Untitled';
-        this.el.artist.textContent = current.artist || 'Unknown artist';
-        this.el.album.textContent = current.album || '';
-        this.el.artInitial.textContent = (current.title || '♪').trim().charAt(0).toUpperCase();
-        this.el.art.style.setProperty('--art-hue', String(hue(hueKey)));
-        this.el.duration.textContent = formatTime(current.duration);
-        document.title = `${current.title} · ${current.artist} — radiod`;
-      } else {
-        this.el.title.textContent = playing ? 'Tuning in…' : 'Press play to tune in';
-        this.el.artist.textContent = playing ? '' : 'Your own radio, mixed live';
-        this.el.album.textContent = '';
-        this.el.artInitial.textContent = '♪';
-        this.el.duration.textContent = '0:00';
-        document.title = 'radiod';
-      }
+      if (current) this.showTrack(current);
+      else this.showNoTrack(playing);
     }
-    const duration = current?.duration ?? 0;
-    const position = current ? Math.min(view.position, duration || view.position) : 0;
+    this.showProgress(current, view.position);
+    this.showNext(view.next);
+  }
+
+  showTrack(track) {
+    this.el.title.textContent = track.title || 'Untitled';
+    this.el.artist.textContent = track.artist || 'Unknown artist';
+    this.el.album.textContent = track.album || '';
+    this.el.artInitial.textContent = (track.title || '♪').trim().charAt(0).toUpperCase();
+    this.el.art.style.setProperty('--art-hue', String(hue(`${track.artist}${track.album}`)));
+    this.el.duration.textContent = formatTime(track.duration);
+    document.title = `${track.title} · ${track.artist} — radiod`;
+  }
+
+  showNoTrack(playing) {
+    this.el.title.textContent = playing ? 'Tuning in…' : 'Press play to tune in';
+    this.el.artist.textContent = playing ? '' : 'Your own radio, mixed live';
+    this.el.album.textContent = '';
+    this.el.artInitial.textContent = '♪';
+    this.el.duration.textContent = '0:00';
+    document.title = 'radiod';
+  }
+
+  showProgress(track, elapsed) {
+    const duration = track?.duration ?? 0;
+    const position = track ? Math.min(elapsed, duration || elapsed) : 0;
     const pct = duration > 0 ? Math.min(100, (position / duration) * 100) : 0;
     this.el.fill.style.width = `${pct.toFixed(2)}%`;
     this.el.progress.setAttribute('aria-valuenow', pct.toFixed(0));
     this.el.progress.setAttribute(
       'aria-valuetext',
-      current ? `${formatTime(position)} of ${formatTime(duration)}` : 'not playing',
+      track ? `${formatTime(position)} of ${formatTime(duration)}` : 'not playing',
     );
     this.el.elapsed.textContent = formatTime(position);
+  }
 
-    const next = view.next;
+  showNext(next) {
     this.el.nextTitle.textContent = next ? next.title || 'Untitled' : '—';
     this.el.nextArtist.textContent = next
       ? [next.artist, next.album].filter(Boolean).join(' — ')
