@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -13,7 +15,7 @@ from aiohttp import web
 
 from radiod.catalog import Catalog, FixedCatalog
 from radiod.config import Config
-from radiod.library import Track
+from radiod.library import LiveLibrary, Track
 from radiod.sessions import SessionRegistry
 from radiod.web import api, events, faults, pages, stream
 from radiod.web.context import context_middleware, set_client_cookie
@@ -67,6 +69,30 @@ def create_app(config: Config, tracks: Catalog | Sequence[Track]) -> web.Applica
         # queues lets every open stream and event response finish cleanly.
         await app[REGISTRY].close()
 
+    async def rescan_ctx(app: web.Application) -> AsyncIterator[None]:
+        interval = config.library.rescan_seconds
+        task = None
+        if isinstance(catalog, LiveLibrary) and interval > 0:
+            task = asyncio.create_task(_rescan_forever(catalog, interval))
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     app.cleanup_ctx.append(registry_ctx)
+    app.cleanup_ctx.append(rescan_ctx)
     app.on_shutdown.append(end_sessions)
     return app
+
+
+async def _rescan_forever(library: LiveLibrary, interval: float) -> None:
+    """Keep `library` up to date with its folder: new music appears without a restart."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await loop.run_in_executor(None, library.rescan)  # stats and probes block
+        except Exception:
+            # A scan that hit something unforeseen must not end rescanning for good.
+            log.exception("library.rescan_failed")

@@ -21,7 +21,7 @@ from radiod import audit
 from radiod.app import ACCESS_LOG_FORMAT, create_app
 from radiod.config import Config, ConfigError, load_config
 from radiod.demo import default_demo_dir, generate_demo_library
-from radiod.library import LibraryError, Track, scan_library
+from radiod.library import LibraryError, LiveLibrary
 from radiod.logs import configure_logging
 from radiod.web.guards import ConnectionGuard, GuardedSite
 
@@ -35,11 +35,11 @@ class UsageError(Exception):
     """A problem the user can fix; printed as one line."""
 
 
-def load_tracks(config: Config) -> list[Track]:
+def load_library(config: Config) -> LiveLibrary:
     """The configured library, or the built-in demo library (generated on first use)."""
     if config.library.path:
-        return scan_library(Path(config.library.path).expanduser())
-    return scan_library(_demo_dir())
+        return LiveLibrary.open(Path(config.library.path).expanduser())
+    return LiveLibrary.open(_demo_dir())
 
 
 def _demo_dir() -> Path:
@@ -73,11 +73,13 @@ async def start_server(app: web.Application, config: Config) -> web.AppRunner:
     return runner
 
 
-async def _serve(config: Config, tracks: Sequence[Track]) -> None:
-    runner = await start_server(create_app(config, tracks), config)
+async def _serve(config: Config, library: LiveLibrary) -> None:
+    runner = await start_server(create_app(config, library), config)
     try:
         host, port = runner.addresses[0][:2]
-        log.info("server.started", url=f"http://{host}:{port}/", port=port, tracks=len(tracks))
+        log.info(
+            "server.started", url=f"http://{host}:{port}/", port=port, tracks=len(library.tracks())
+        )
         stopped = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -100,7 +102,7 @@ def _configured(args: argparse.Namespace) -> Config:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _configured(args)
-    asyncio.run(_serve(config, load_tracks(config)))
+    asyncio.run(_serve(config, load_library(config)))
     return 0
 
 

@@ -59,6 +59,10 @@ class ServerConfig:
 class LibraryConfig:
     # Empty means: use (and generate on first run) the built-in demo library.
     path: str = _spec("")
+    # How often the folder is rescanned for added, changed and deleted files (only new or
+    # changed files are probed, so a rescan of an unchanged library is a stat per file).
+    # 0 = never: the library is what start-up found.
+    rescan_seconds: float = _spec(30.0, min=0.0, max=86400.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,9 @@ import errno
 import hashlib
 import os
 import stat
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -76,26 +77,140 @@ def scan_library(root: Path) -> list[Track]:
     not playable, and any folder that cannot be entered, is skipped with one
     `library.skipped` warning.
     """
-    if not root.exists():
-        raise LibraryError(f"library path {root} does not exist")
-    if not root.is_dir():
-        raise LibraryError(f"library path {root} is not a folder")
-    tracks: list[Track] = []
-    skipped = 0
-    for path, refused in _walk(root):
+    return list(LiveLibrary.open(root).tracks())
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """What a scan found at a path, and the state of the file it judged."""
+
+    signature: tuple[int, int] | None  # (size, mtime_ns); None when it cannot be stat'ed
+    track: Track | None  # None: not playable (logged once, when judged)
+    dropped: bool = False  # failed on air: left out until the file changes
+
+
+class LiveLibrary:
+    """The music folder as it is now: the catalog (`radiod.catalog.Catalog`) sessions play.
+
+    `rescan()` brings it up to date: files that are new or changed since the last scan (size
+    or mtime) are probed, the others cost one stat each, so rescanning an unchanged library
+    of thousands of files takes milliseconds. The server rescans on a timer rather than
+    watching with inotify: a poll also sees a folder unmounted and mounted again, and network
+    shares that send no events. A track that fails on air (`drop`) stays out until its file
+    changes, so no session picks it, or names it as next, again.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+        self._verdicts: dict[Path, _Verdict] = {}
+        self._tracks: tuple[Track, ...] = ()
+
+    @classmethod
+    def open(cls, root: Path) -> LiveLibrary:
+        """Scan `root` once; `LibraryError` if it is missing, not a folder, or has no audio."""
+        if not root.exists():
+            raise LibraryError(f"library path {root} does not exist")
+        if not root.is_dir():
+            raise LibraryError(f"library path {root} is not a folder")
+        library = cls(root)
+        skipped = library.rescan()
+        tracks = len(library.tracks())
+        if not tracks:
+            raise LibraryError(
+                f"library path {root} contains no playable audio files ({skipped} skipped)"
+            )
+        log.info("library.scanned", path=printable(str(root)), tracks=tracks, skipped=skipped)
+        return library
+
+    def tracks(self) -> tuple[Track, ...]:
+        """The playable tracks; the same tuple object until the library changes."""
+        return self._tracks
+
+    def drop(self, track: Track, reason: str) -> None:
+        """`track` failed on air: leave it out until its file changes. Thread-safe."""
+        with self._lock:
+            verdict = self._verdicts.get(track.path)
+            if verdict is None or verdict.track != track or verdict.dropped:
+                return
+            self._verdicts[track.path] = replace(verdict, dropped=True)
+            before = self._publish()
+        log.warning(
+            "library.track_dropped",
+            path=printable(str(track.path)),
+            reason=reason,
+            tracks=len(self._tracks),
+        )
+        self._log_change(before)
+
+    def rescan(self) -> int:
+        """Bring the tracks up to date with the folder; blocking, so run it off the event loop.
+
+        Returns:
+            How many files are not playable.
+        """
+        with self._lock:
+            known = dict(self._verdicts)
+        found: dict[Path, _Verdict] = {}
+        for path, refused in _walk(self.root) if self.root.is_dir() else ():
+            signature = _signature(path)
+            old = known.get(path)
+            if old is not None and old.signature == signature:
+                found[path] = old
+            else:
+                found[path] = _Verdict(signature, self._judge(path, refused))
+        with self._lock:
+            for path, verdict in self._verdicts.items():
+                # A drop that came in while this scan ran holds, unless the file changed.
+                if verdict.dropped and found.get(path, verdict).signature == verdict.signature:
+                    found[path] = verdict
+            self._verdicts = found
+            before = self._publish()
+        self._log_change(before)
+        return sum(1 for verdict in found.values() if verdict.track is None)
+
+    def _judge(self, path: Path, refused: str | None) -> Track | None:
         try:
             if refused is not None:
                 raise Unplayable(refused)
-            tracks.append(probe_file(path, root))
+            return probe_file(path, self.root)
         except Unplayable as exc:
-            skipped += 1
             log.warning("library.skipped", path=printable(str(path)), reason=str(exc))
-    if not tracks:
-        raise LibraryError(
-            f"library path {root} contains no playable audio files ({skipped} skipped)"
+            return None
+
+    def _publish(self) -> tuple[Track, ...]:
+        """Recompute the tracks (under the lock); a new tuple only if they changed. Returns
+        the tracks before."""
+        before = self._tracks
+        tracks = tuple(
+            v.track for v in self._verdicts.values() if v.track is not None and not v.dropped
         )
-    log.info("library.scanned", path=printable(str(root)), tracks=len(tracks), skipped=skipped)
-    return tracks
+        if tracks != before:
+            self._tracks = tracks
+        return before
+
+    def _log_change(self, before: tuple[Track, ...]) -> None:
+        after = self._tracks
+        if after is before:
+            return
+        if before and not after:
+            # Sessions play silence (`mixer.fallback_silence`) and pick music again once
+            # a rescan finds some.
+            reason = "no playable files" if self.root.is_dir() else "folder missing"
+            log.error("library.empty", path=printable(str(self.root)), reason=reason)
+        elif after and not before:
+            log.info("library.recovered", path=printable(str(self.root)), tracks=len(after))
+        else:
+            gone, kept = set(before) - set(after), set(after) - set(before)
+            log.info("library.changed", tracks=len(after), added=len(kept), removed=len(gone))
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
 
 
 def probe_file(path: Path, root: Path) -> Track:

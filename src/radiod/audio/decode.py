@@ -8,6 +8,7 @@ surfaces as one `DecodeError`, so the mixer has a single thing to catch.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -56,6 +57,10 @@ def decode_file(path: Path, *, sample_rate: int, channels: int) -> Iterator[Bloc
             point of the file that happens.
     """
     try:
+        # The library may have changed since its scan: opening a FIFO would block the mixer
+        # thread until something writes to it, which may be never.
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise DecodeError("cannot open: not a regular file")
         container = av.open(str(path))
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise DecodeError(f"cannot open: {exc}") from None
