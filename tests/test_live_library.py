@@ -83,7 +83,9 @@ def test_a_folder_unmounted_and_back_empties_and_refills_the_library(
 ) -> None:
     music = tmp_path / "music"
     tones(music, 220, 330)
+    (music / "cover.txt").write_text("not audio")
     library = LiveLibrary.open(music)
+    assert [line["event"] for line in log_capture.lines()] == ["library.skipped", "library.scanned"]
     music.rename(tmp_path / "away")
     library.rescan()
     assert library.tracks() == ()
@@ -94,7 +96,10 @@ def test_a_folder_unmounted_and_back_empties_and_refills_the_library(
     (tmp_path / "away").rename(music)
     library.rescan()
     assert names(library) == {"tone-220.flac", "tone-330.flac"}
-    assert log_capture.events("library.recovered")[0]["tracks"] == 2
+    (recovered,) = log_capture.events("library.recovered")
+    assert recovered["tracks"] == 2
+    # What was judged before the folder left is not probed, nor logged, again.
+    assert len(log_capture.events("library.skipped")) == 1
 
 
 class Listener:

@@ -105,6 +105,8 @@ class LiveLibrary:
         self._lock = threading.Lock()
         self._verdicts: dict[Path, _Verdict] = {}
         self._tracks: tuple[Track, ...] = ()
+        self._missing = False  # the folder itself is gone (unmounted, renamed)
+        self._scanned = False
 
     @classmethod
     def open(cls, root: Path) -> LiveLibrary:
@@ -149,10 +151,18 @@ class LiveLibrary:
         Returns:
             How many files are not playable.
         """
+        if not self.root.is_dir():
+            # Unmounted, or renamed away: nothing plays, but what was judged is kept, so
+            # the folder's return costs a stat per file and logs no skipped file twice.
+            with self._lock:
+                self._missing = True
+                before = self._publish()
+            self._log_change(before)
+            return sum(1 for verdict in self._verdicts.values() if verdict.track is None)
         with self._lock:
             known = dict(self._verdicts)
         found: dict[Path, _Verdict] = {}
-        for path, refused in _walk(self.root) if self.root.is_dir() else ():
+        for path, refused in _walk(self.root):
             signature = _signature(path)
             old = known.get(path)
             if old is not None and old.signature == signature:
@@ -165,8 +175,11 @@ class LiveLibrary:
                 if verdict.dropped and found.get(path, verdict).signature == verdict.signature:
                     found[path] = verdict
             self._verdicts = found
+            self._missing = False
             before = self._publish()
-        self._log_change(before)
+        if self._scanned:
+            self._log_change(before)
+        self._scanned = True  # the first scan is logged by `open()` as `library.scanned`
         return sum(1 for verdict in found.values() if verdict.track is None)
 
     def _judge(self, path: Path, refused: str | None) -> Track | None:
@@ -185,6 +198,8 @@ class LiveLibrary:
         tracks = tuple(
             v.track for v in self._verdicts.values() if v.track is not None and not v.dropped
         )
+        if self._missing:
+            tracks = ()
         if tracks != before:
             self._tracks = tracks
         return before
