@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -50,7 +52,11 @@ def create_app(config: Config, tracks: Sequence[Track]) -> web.Application:
         registry = SessionRegistry(config, tracks)
         app[REGISTRY] = registry
         registry.start_reaper()
+        sampler = asyncio.create_task(registry.admission.run())
         yield
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
         await registry.close()  # idempotent: on_shutdown has normally done it already
 
     async def end_sessions(app: web.Application) -> None:

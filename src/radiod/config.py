@@ -70,6 +70,10 @@ class StreamConfig:
 class SessionConfig:
     idle_timeout_seconds: float = _spec(300.0, min=0.1, max=86400.0)
     max_sessions: int = _spec(100, min=1, max=100000)
+    # Cores of process CPU the sessions may use (radiod.admission); 0 = admission control
+    # off, only max_sessions. Not the core count: mixer threads share one GIL, and on 2 cores
+    # they underran at 1.5 cores while 47 sessions held real time at 0.70 (DESIGN §8).
+    max_encoder_load: float = _spec(1.0, min=0.0, max=1024.0)
 
 
 @dataclass(frozen=True, slots=True)

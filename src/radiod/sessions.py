@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from radiod.admission import Admission
 from radiod.audio.mixer import Mixer, TrackEvent
 from radiod.audio.ring import Chunk, Ring, RingReader
 from radiod.config import Config
@@ -385,6 +386,10 @@ class SessionRegistry:
         self._sessions: dict[str, Session] = {}
         self._bindings: OrderedDict[str, str] = OrderedDict()
         self._reaper: asyncio.Task[None] | None = None
+        self.admission = Admission(
+            config.session.max_encoder_load,
+            lambda: [s.mixer for s in self._sessions.values()],
+        )
 
     def sessions(self) -> list[Session]:
         return list(self._sessions.values())
@@ -393,9 +398,14 @@ class SessionRegistry:
         return self._sessions.get(session_id)
 
     def create(self, client_id: str) -> Session:
-        """A new session created by `client_id`, or SessionLimitError at `max_sessions`."""
+        """A new session created by `client_id`.
+
+        Raises SessionLimitError at `max_sessions`, OverloadedError when one more session
+        would not be encoded in real time (`radiod.admission`).
+        """
         if len(self._sessions) >= self._config.session.max_sessions:
             raise SessionLimitError(self._config.session.max_sessions)
+        self.admission.check(len(self._sessions))
         session_id = f"session_{new_token()}"
         session = Session(
             session_id, client_id, self._config, self._tracks, asyncio.get_running_loop()
