@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestClient
 
 from radiod.config import Config
 
@@ -53,9 +55,11 @@ def _toml(sections: dict[str, dict[str, Any]]) -> str:
 
 
 async def wait_for(
-    condition: Callable[[], bool | Awaitable[bool]], timeout: float, what: str
+    condition: Callable[[], bool | Awaitable[bool]],
+    timeout: float,
+    what: str | Callable[[], str],
 ) -> None:
-    """Poll `condition` until true; fail naming `what` after `timeout` seconds."""
+    """Poll `condition` until true; fail naming `what` (or what it returns) after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
@@ -64,7 +68,8 @@ async def wait_for(
         if result:
             return
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+            described = what if isinstance(what, str) else what()
+            pytest.fail(f"timed out after {timeout} s waiting for {described}")
         await asyncio.sleep(0.05)
 
 
@@ -243,9 +248,28 @@ class RealtimeReader:
         return self.received / BYTES_PER_SECOND
 
 
-async def listen(http: aiohttp.ClientSession, session_id: str) -> tuple[RealtimeReader, Any]:
+async def listen(
+    http: aiohttp.ClientSession | TestClient, session_id: str
+) -> tuple[RealtimeReader, asyncio.Task[None]]:
     """Open `/stream` for `session_id` and read it in real time; (reader, its task)."""
     response = await http.get(f"/stream?session={session_id}")
     assert response.status == 200, await response.text()
     reader = RealtimeReader(response)
     return reader, asyncio.create_task(reader.run())
+
+
+async def raw_get(
+    port: int, path: str, *, rcvbuf: int | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A bare HTTP/1.1 GET over a socket the test controls (buffer size, shutdown, linger)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:
+        # Before connect, so the window the server sees is small: backpressure comes at once
+        # instead of after megabytes of kernel buffers.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    await writer.drain()
+    return reader, writer
