@@ -12,9 +12,10 @@ session is created the server asks `Admission` whether one more fits:
 - **Reservations.** A session's cost shows in that window only once its mixer has been
   running for the whole window. A storm creates hundreds of sessions before any mixer has
   produced a byte, so every session not yet *settled* (mixer running throughout the window)
-  reserves a per-session cost: the measured cost of a settled session, and never less than
-  `SESSION_COST_ESTIMATE`. Counted, not tracked per session: `settled` is the least number of
-  running mixers seen in the window.
+  reserves a per-session cost: the measured cost of a settled session (CPU over settled
+  mixers, once there are `MEASURED_MIN_SESSIONS`), never less than `SESSION_COST_ESTIMATE`.
+  Counted, not tracked per session: `settled` is the least number of running mixers seen in
+  the window.
 - **Budget.** `session.max_encoder_load` (cores). Mixers are threads of one process, so the
   budget is not simply the number of cores: PyAV releases the GIL while encoding, but every
   Python step of every mixer and of the event loop queues for the one GIL: measured on 2
@@ -57,6 +58,9 @@ WINDOW_SECONDS = 5.0
 # 2-core machine: 47 MP3 128 kb/s sessions (system libmp3lame), one listener each, at 0.70
 # cores without a gap, ~0.015 a session; twice that errs on the side of refusing.
 SESSION_COST_ESTIMATE = 0.03
+# Below this many settled mixers, the process's own base load (event loop, logging) would
+# dominate CPU per mixer: the estimate is used instead.
+MEASURED_MIN_SESSIONS = 5
 # A mixer's lead drops by one chunk (0.25 s) between its chunks; this much more is lateness.
 LAG_LIMIT_SECONDS = 0.5
 START_WINDOW_SECONDS = 1.0
@@ -177,7 +181,7 @@ class Admission:
         # Only a full window says a mixer ran throughout it.
         full = span >= WINDOW_SECONDS - 2 * SAMPLE_SECONDS
         settled = min(s.running for s in self._samples) if full else 0
-        measured = cores / settled if settled else 0.0
+        measured = cores / settled if settled >= MEASURED_MIN_SESSIONS else 0.0
         return Load(cores, settled, max(measured, SESSION_COST_ESTIMATE))
 
     def check(self, sessions: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import structlog
@@ -66,6 +67,9 @@ async def healthz(request: web.Request) -> web.Response:
             "sessions": len(sessions),
             "listeners": sum(len(s.listeners) for s in sessions),
             "eventClients": sum(len(s.event_clients) for s in sessions),
+            # asyncio tasks alive (one per open response and a few of the server's own): the
+            # soak bench watches it for leaks; counting is cheap beside serving those tasks.
+            "tasks": len(asyncio.all_tasks()),
             "uptimeSeconds": round(time.time() - request.app[STARTED], 3),
         }
     )
