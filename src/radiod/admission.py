@@ -138,8 +138,8 @@ class Admission:
         # Each running mixer's (time, lead) samples in the window; a stopped one is forgotten,
         # so its fresh burst after a restart is not mistaken for its pace.
         self._leads: dict[Paced, deque[tuple[float, float]]] = {}
-        self.lag = 0.0  # the latest mixer's lateness, seconds
-        self._late_at = -math.inf
+        self._late_at = -math.inf  # when a mixer was last seen late, and by how much
+        self._late_by = 0.0
         self._starts: deque[float] = deque()
         self.sample()
 
@@ -158,9 +158,9 @@ class Admission:
             while history[0][0] < horizon:
                 history.popleft()
             lag = max(lag, max(best for _, best in history) - lead)
-        self._leads, self.lag = leads, lag
+        self._leads = leads
         if lag > LAG_LIMIT_SECONDS:
-            self._late_at = now
+            self._late_at, self._late_by = now, lag
         self._samples.append(LoadSample(now, self._cpu_clock(), len(leads)))
         while len(self._samples) > 2 and self._samples[1].t <= horizon:
             self._samples.popleft()
@@ -188,16 +188,16 @@ class Admission:
         """Raise OverloadedError unless a session beyond `sessions` existing ones fits."""
         if self.budget <= 0:
             return
+        self.sample()
         now = time.monotonic()
         if now - self._late_at < WINDOW_SECONDS:
-            raise OverloadedError("late", math.ceil(WINDOW_SECONDS), lag=round(self.lag, 3))
+            raise OverloadedError("late", math.ceil(WINDOW_SECONDS), lag=round(self._late_by, 3))
         while self._starts and self._starts[0] <= now - START_WINDOW_SECONDS:
             self._starts.popleft()
         if len(self._starts) >= STARTS_PER_WINDOW:
             raise OverloadedError(
                 "starting", math.ceil(START_WINDOW_SECONDS), starts=len(self._starts)
             )
-        self.sample()
         load = self.load()
         unsettled = max(sessions - load.settled, 0)
         reserved = (unsettled + 1) * load.per_session
