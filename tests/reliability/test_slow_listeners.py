@@ -16,6 +16,7 @@ from tests.reliability.conftest import (
     RadiodFactory,
     listen,
     raw_get,
+    require_real_time,
     wait_for,
 )
 
@@ -48,6 +49,7 @@ async def test_slow_and_stalled_listeners_cost_only_themselves(
             session_id = (await response.json())["sessionId"]
         healthy, healthy_task = await listen(http, session_id)
         await wait_for(lambda: healthy.seconds > 5, 30, "the healthy listener's burst")
+        await require_real_time([healthy])
         baseline = server.status()["rss_kb"]
 
         path = f"/stream?session={session_id}"
