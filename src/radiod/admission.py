@@ -1,8 +1,10 @@
 """Admission control: admit a new session only if the process can still encode it in real time.
 
-`max_sessions` bounds memory, not CPU: on a 2-core machine radiod holds ~20 MP3 sessions in
-real time and 30 already underrun (DESIGN §7/§8), far below the default 100. So before a
-session is created the server asks `Admission` whether one more fits:
+`max_sessions` bounds memory, not CPU: on the 2-core development machine mixer threads fell
+behind real time at 30 sessions with the bundled LAME (DESIGN §8) and hold ~50 with the
+system's, both below the default of 100, and what a machine holds changes with the codec,
+the bitrate and whatever else runs on it. So before a session is created the server asks
+`Admission` whether one more fits:
 
 - **Measured load.** A sampler reads the process's CPU time (`time.process_time()`: every
   thread, mixers and the event loop) every `SAMPLE_SECONDS` and keeps `WINDOW_SECONDS` of
@@ -22,7 +24,7 @@ session is created the server asks `Admission` whether one more fits:
   cores, mixer threads underran at 1.5 cores of process CPU (DESIGN §8), while 47 sessions
   held real time at 0.70. The default of 1.0 keeps the process on the safe side of that
   wall; raise it with worker processes or on a machine measured to hold more.
-- **Pace.** CPU seconds cannot see every overload: on a shared machine the process may get
+- **Lateness.** CPU seconds cannot see every overload: on a shared machine the process may get
   less than its budget, and then mixers fall behind real time at a low measured load. So
   each running mixer's lead (stream time produced minus the wall clock) is sampled too; a
   lead more than `LAG_LIMIT_SECONDS` below its best in the window means the mixer is late,
