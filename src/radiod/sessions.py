@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from radiod.admission import Admission
 from radiod.audio.mixer import Mixer, TrackEvent
 from radiod.audio.ring import Chunk, Ring, RingReader
 from radiod.catalog import Catalog
@@ -423,6 +424,10 @@ class SessionRegistry:
         self._closing: set[asyncio.Task[None]] = set()  # failed sessions being reaped
         self._bindings: OrderedDict[str, str] = OrderedDict()
         self._reaper: asyncio.Task[None] | None = None
+        self.admission = Admission(
+            config.session.max_encoder_load,
+            lambda: [s.mixer for s in self._sessions.values()],
+        )
 
     def sessions(self) -> list[Session]:
         return list(self._sessions.values())
@@ -431,9 +436,14 @@ class SessionRegistry:
         return self._sessions.get(session_id)
 
     def create(self, client_id: str) -> Session:
-        """A new session created by `client_id`, or SessionLimitError at `max_sessions`."""
+        """A new session created by `client_id`.
+
+        Raises SessionLimitError at `max_sessions`, OverloadedError when one more session
+        would not be encoded in real time (`radiod.admission`).
+        """
         if len(self._sessions) >= self._config.session.max_sessions:
             raise SessionLimitError(self._config.session.max_sessions)
+        self.admission.check(len(self._sessions))
         session_id = f"session_{new_token()}"
         session = Session(
             session_id,
