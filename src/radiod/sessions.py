@@ -34,7 +34,7 @@ log = structlog.get_logger(__name__)
 SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # Events kept for `Last-Event-ID` replay; a reconnect older than this gets a fresh snapshot.
 EVENT_BACKLOG = 64
-# An SSE client this far behind is dropped rather than buffered without bound.
+# An SSE client this far behind gets a snapshot of the latest state instead of every event.
 EVENT_QUEUE_LIMIT = 256
 # Client cookie -> session bindings kept; the oldest binding is forgotten first.
 CLIENT_BINDINGS_LIMIT = 10_000
@@ -110,6 +110,11 @@ class Listener:
     abort: Callable[[], None] | None = None
 
 
+# In an event client's queue: send the latest state (`events_since(None)`) instead of what
+# overflowed the queue.
+RESYNC = SessionEvent(0, "resync", {})
+
+
 @dataclass(slots=True, eq=False)
 class EventClient:
     """One `/events` response attached to a session; its queue is fed by `Session.publish`."""
@@ -128,6 +133,17 @@ class EventClient:
             # Its handler is stuck writing; dropping the oldest message makes room for the end.
             self.queue.get_nowait()
             self.queue.put_nowait(None)
+
+    def lag(self) -> None:
+        """Its queue is full: replace what it missed with one snapshot, as on a reconnect.
+
+        A client behind a burst (1,000 listener attach/detach events in a few seconds, say)
+        still reads; it catches up on the latest state instead of being dropped. One that
+        does not read at all is dropped by its write timeout (`web/sending.py`).
+        """
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(RESYNC)
 
 
 class _LoopSink:
@@ -317,9 +333,8 @@ class Session:
             try:
                 client.queue.put_nowait(event)
             except asyncio.QueueFull:
-                log.warning("events.client_dropped", event_client_id=client.id, reason="slow")
-                self.unsubscribe(client)
-                client.close()
+                log.info("events.client_lagged", event_client_id=client.id)
+                client.lag()
         return event
 
     def events_since(self, last_id: int | None) -> list[SessionEvent]:
