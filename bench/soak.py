@@ -45,7 +45,6 @@ CHURN_SECONDS = 6.0
 SKIP_SECONDS = 2.0
 SAMPLE_SECONDS = 10.0
 IDLE_TIMEOUT_SECONDS = 20.0  # churned sessions are reaped this soon after their clients left
-CREATE_GIVE_UP_SECONDS = 120.0
 TARGET_RSS_SLOPE_MB = 0.5  # per minute; "flat" with the allocator's noise
 
 
@@ -74,13 +73,13 @@ class Tally:
 
 
 async def _create(http: aiohttp.ClientSession, tally: Tally) -> str:
-    """A new session, waiting out 503s as their Retry-After says."""
-    deadline = time.monotonic() + CREATE_GIVE_UP_SECONDS
+    """A new session, waiting out 503s as their Retry-After says, however long the server is
+    full (the run is bounded by its own clock; the `503s` column shows the waiting)."""
     while True:
         async with http.post("/create-session") as response:
             if response.status == 201:
                 return (await response.json())["sessionId"]
-            if response.status != 503 or time.monotonic() > deadline:
+            if response.status != 503:
                 raise RuntimeError(f"create-session: {response.status} {await response.text()}")
             tally.refused += 1
             await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
