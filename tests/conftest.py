@@ -65,8 +65,13 @@ def log_capture() -> LogCapture:
 
 
 def make_config(**sections: dict[str, Any]) -> Config:
-    """A validated Config: defaults plus the given sections, fault hooks on for tests."""
-    raw: dict[str, dict[str, Any]] = {"testing": {"fault_hooks": True}}
+    """A validated Config: defaults plus the given sections; fault hooks on, admission off."""
+    # Admission control (proven in tests/reliability) would refuse the many sessions a
+    # second these tests create; it is off unless a test asks for it.
+    raw: dict[str, dict[str, Any]] = {
+        "testing": {"fault_hooks": True},
+        "session": {"max_encoder_load": 0},
+    }
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
     return parse_config(raw)

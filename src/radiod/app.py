@@ -61,7 +61,11 @@ def create_app(config: Config, tracks: Catalog | Sequence[Track]) -> web.Applica
         registry = SessionRegistry(config, catalog)
         app[REGISTRY] = registry
         registry.start_reaper()
+        sampler = asyncio.create_task(registry.admission.run())
         yield
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
         await registry.close()  # idempotent: on_shutdown has normally done it already
 
     async def end_sessions(app: web.Application) -> None:

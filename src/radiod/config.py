@@ -89,6 +89,10 @@ class SessionConfig:
     max_sessions: int = _spec(100, min=1, max=100000)
     # A session that never had an audio listener or events client frees its slot this soon.
     unattached_timeout_seconds: float = _spec(30.0, min=0.1, max=86400.0)
+    # Cores of process CPU the sessions may use (radiod.admission); 0 = admission control
+    # off, only max_sessions. Not the core count: mixer threads share one GIL, and on 2 cores
+    # they underran at 1.5 cores while 47 sessions held real time at 0.70 (DESIGN §8).
+    max_encoder_load: float = _spec(1.0, min=0.0, max=1024.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from radiod.admission import Admission
 from radiod.audio.outputs import TrackEvent
 from radiod.audio.ring import Chunk, Ring, RingReader
 from radiod.audio.runner import Mixer
@@ -34,7 +35,7 @@ log = structlog.get_logger(__name__)
 SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # Events kept for `Last-Event-ID` replay; a reconnect older than this gets a fresh snapshot.
 EVENT_BACKLOG = 64
-# An SSE client this far behind is dropped rather than buffered without bound.
+# An SSE client this far behind gets a snapshot of the latest state instead of every event.
 EVENT_QUEUE_LIMIT = 256
 # Client cookie -> session bindings kept; the oldest binding is forgotten first.
 CLIENT_BINDINGS_LIMIT = 10_000
@@ -110,6 +111,11 @@ class Listener:
     abort: Callable[[], None] | None = None
 
 
+# In an event client's queue: send the latest state (`events_since(None)`) instead of what
+# overflowed the queue.
+RESYNC = SessionEvent(0, "resync", {})
+
+
 @dataclass(slots=True, eq=False)
 class EventClient:
     """One `/events` response attached to a session; its queue is fed by `Session.publish`."""
@@ -128,6 +134,17 @@ class EventClient:
             # Its handler is stuck writing; dropping the oldest message makes room for the end.
             self.queue.get_nowait()
             self.queue.put_nowait(None)
+
+    def lag(self) -> None:
+        """Its queue is full: replace what it missed with one snapshot, as on a reconnect.
+
+        A client behind a burst (1,000 listener attach/detach events in a few seconds, say)
+        still reads; it catches up on the latest state instead of being dropped. One that
+        does not read at all is dropped by its write timeout (`web/sending.py`).
+        """
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(RESYNC)
 
 
 class _LoopSink:
@@ -317,9 +334,8 @@ class Session:
             try:
                 client.queue.put_nowait(event)
             except asyncio.QueueFull:
-                log.warning("events.client_dropped", event_client_id=client.id, reason="slow")
-                self.unsubscribe(client)
-                client.close()
+                log.info("events.client_lagged", event_client_id=client.id)
+                client.lag()
         return event
 
     def events_since(self, last_id: int | None) -> list[SessionEvent]:
@@ -424,6 +440,10 @@ class SessionRegistry:
         self._closing: set[asyncio.Task[None]] = set()  # failed sessions being reaped
         self._bindings: OrderedDict[str, str] = OrderedDict()
         self._reaper: asyncio.Task[None] | None = None
+        self.admission = Admission(
+            config.session.max_encoder_load,
+            lambda: [s.mixer for s in self._sessions.values()],
+        )
 
     def sessions(self) -> list[Session]:
         return list(self._sessions.values())
@@ -432,9 +452,14 @@ class SessionRegistry:
         return self._sessions.get(session_id)
 
     def create(self, client_id: str) -> Session:
-        """A new session created by `client_id`, or SessionLimitError at `max_sessions`."""
+        """A new session created by `client_id`.
+
+        Raises SessionLimitError at `max_sessions`, OverloadedError when one more session
+        would not be encoded in real time (`radiod.admission`).
+        """
         if len(self._sessions) >= self._config.session.max_sessions:
             raise SessionLimitError(self._config.session.max_sessions)
+        self.admission.check(len(self._sessions))
         session_id = f"session_{new_token()}"
         session = Session(
             session_id,

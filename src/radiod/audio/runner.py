@@ -102,6 +102,11 @@ class Mixer:
         thread = self._thread
         return thread is not None and thread.is_alive() and not self._stop.is_set()
 
+    @property
+    def stream_time(self) -> float:
+        """Stream time of the end of the audio produced so far (admission control samples it)."""
+        return self._produced_until
+
     def start(self) -> None:
         """Start, or resume where the stream stopped with a fresh burst; idempotent.
 

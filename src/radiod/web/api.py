@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import structlog
 from aiohttp import web
 
+from radiod.admission import OverloadedError
 from radiod.sessions import SessionLimitError
 from radiod.web.context import client_id, json_error, require_session
 from radiod.web.guards import CREATE_LIMITER, client_address
@@ -14,6 +16,9 @@ from radiod.web.keys import REGISTRY, STARTED
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
+
+# At `max_sessions` a slot frees only when a session is reaped: a quicker retry finds it full.
+FULL_RETRY_AFTER_SECONDS = 10
 
 
 @routes.post("/create-session")
@@ -36,7 +41,20 @@ async def create_session(request: web.Request) -> web.Response:
         # `rejected`: this request and its lines belong to no session (see `radiod audit`).
         structlog.contextvars.bind_contextvars(rejected="session_limit")
         log.warning("session.limit_reached", max_sessions=exc.args[0])
-        return json_error(503, f"Server is at its limit of {exc.args[0]} sessions; try later")
+        return json_error(
+            503,
+            f"Server is at its limit of {exc.args[0]} sessions; try later",
+            **{"Retry-After": str(FULL_RETRY_AFTER_SECONDS)},
+        )
+    except OverloadedError as exc:
+        # Before any session is named: `rejected` keeps these lines honest in `radiod audit`.
+        structlog.contextvars.bind_contextvars(rejected="overloaded")
+        log.warning("session.admission_refused", reason=exc.reason, **exc.figures)
+        return json_error(
+            503,
+            "Server cannot encode another session in real time; try later",
+            **{"Retry-After": str(exc.retry_after)},
+        )
     structlog.contextvars.bind_contextvars(session_id=session.id)
     return web.json_response({"sessionId": session.id, "createdAt": session.created_at}, status=201)
 
@@ -64,6 +82,9 @@ async def healthz(request: web.Request) -> web.Response:
             "sessions": len(sessions),
             "listeners": sum(len(s.listeners) for s in sessions),
             "eventClients": sum(len(s.event_clients) for s in sessions),
+            # asyncio tasks alive (one per open response and a few of the server's own): the
+            # soak bench watches it for leaks; counting is cheap beside serving those tasks.
+            "tasks": len(asyncio.all_tasks()),
             "uptimeSeconds": round(time.time() - request.app[STARTED], 3),
         }
     )

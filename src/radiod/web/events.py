@@ -16,7 +16,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from radiod.sessions import EventClient, SessionEvent, new_token
+from radiod.sessions import RESYNC, EventClient, SessionEvent, new_token
 from radiod.web.context import client_id, lookup_session
 from radiod.web.keys import REGISTRY
 from radiod.web.sending import WRITE_TIMEOUT_SECONDS, drop, send
@@ -86,8 +86,11 @@ async def events(request: web.Request) -> web.StreamResponse:
                 continue
             if event is None:
                 break
-            if event.id > sent:  # already sent as part of the snapshot
-                await send(request, response, _event_frame(event))
+            # RESYNC: the queue overflowed; the latest state stands in for what it held.
+            for due in session.events_since(None) if event is RESYNC else (event,):
+                if due.id > sent:  # not sent already (as part of a snapshot)
+                    await send(request, response, _event_frame(due))
+                    sent = due.id
     except ConnectionError:
         pass  # the browser went away; it reconnects on its own terms
     except TimeoutError:
