@@ -16,12 +16,12 @@ SCHEMA_VERSION = 1
 RESTART_WINDOW_SECONDS = 60.0
 EXAMPLES = 5
 
+AUDIO, EVENTS = "audio", "events"  # the two channels a client attaches to a session
+
 # Events whose lines must carry session_id: they are always about one session.
 SESSION_SCOPED_PREFIXES = ("stream.", "events.", "mixer.", "session.", "split_session.")
 # Channels whose request lines must carry session_id (api and page may come before one exists).
-SESSION_CHANNELS = frozenset({"audio", "events"})
-
-AUDIO, EVENTS = "audio", "events"
+SESSION_CHANNELS = frozenset({AUDIO, EVENTS})
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
@@ -377,21 +377,23 @@ class AuditReport:
             "version": SCHEMA_VERSION,
             "clean": self.clean,
             "summary": self.summary.to_json(self.since, self.until),
-            "splits": [x.to_json() for x in self.splits],
-            "live_only_splits": [x.to_json() for x in self.live_only_splits],
+            "splits": [split.to_json() for split in self.splits],
+            "live_only_splits": [split.to_json() for split in self.live_only_splits],
             "orphans": {
-                "sessions_without_audio": [x.to_json() for x in self.sessions_without_audio],
-                "events_without_audio": [x.to_json() for x in self.events_without_audio],
+                "sessions_without_audio": [
+                    orphan.to_json() for orphan in self.sessions_without_audio
+                ],
+                "events_without_audio": [orphan.to_json() for orphan in self.events_without_audio],
             },
             "untagged": {
                 "count": self.untagged_count,
                 "missing": dict(self.untagged_missing),
                 "by_event": dict(self.untagged_by_event),
-                "examples": [x.untagged_json() for x in self.untagged_examples],
+                "examples": [note.untagged_json() for note in self.untagged_examples],
             },
             "skipped_lines": self.summary.skipped_lines,
             "skipped": {
                 "by_reason": dict(self.skipped_by_reason),
-                "examples": [x.skipped_json() for x in self.skipped_examples],
+                "examples": [note.skipped_json() for note in self.skipped_examples],
             },
         }

@@ -158,8 +158,8 @@ class LogReader:
     _kept: list[KeptLine] = field(default_factory=list)
     _strings: dict[str, str] = field(default_factory=dict)
     _restarts_logged: int = 0
-    _untagged_missing: _NoteTally = field(default_factory=_NoteTally)
-    _untagged_by_event: _NoteTally = field(default_factory=_NoteTally)
+    _untagged: _NoteTally = field(default_factory=_NoteTally)  # counted by event
+    _missing_tags: dict[str, int] = field(default_factory=dict)  # tag → lines missing it
     _skipped: _NoteTally = field(default_factory=_NoteTally)
 
     def feed(self, lines: Iterable[bytes | str], source: str = "<input>") -> None:
@@ -169,21 +169,22 @@ class LogReader:
 
     def finish(self) -> ReadLog:
         """What was read, with the kept lines in time order."""
-        by_event = self._untagged_by_event.counts
+        by_event = self._untagged.counts
+        # (ts, source, line) is unique, so the order is total and equal timestamps stay in
+        # file order (files in the order given).
+        self._kept.sort()
         return ReadLog(
             sources=tuple(self._sources),
             lines=self._lines,
             first_ts=self._first_ts,
             last_ts=self._last_ts,
-            # (ts, source, line) is unique, so the order is total and equal timestamps
-            # stay in file order (files in the order given).
-            kept=tuple(sorted(self._kept)),
+            kept=tuple(self._kept),
             restarts_logged=self._restarts_logged,
             untagged=UntaggedLines(
                 count=sum(by_event.values()),
-                missing=dict(self._untagged_missing.counts),
-                by_event=dict(sorted(by_event.items(), key=lambda kv: (-kv[1], kv[0]))),
-                examples=tuple(self._untagged_by_event.examples),
+                missing=dict(self._missing_tags),
+                by_event=dict(sorted(by_event.items(), key=lambda group: (-group[1], group[0]))),
+                examples=tuple(self._untagged.examples),
             ),
             skipped=SkippedLines(dict(self._skipped.counts), tuple(self._skipped.examples)),
         )
@@ -329,11 +330,10 @@ class LogReader:
         if not missing:
             return
         for name in missing:
-            self._untagged_missing.count(name)
+            self._missing_tags[name] = self._missing_tags.get(name, 0) + 1
         # Access-log events are "METHOD /path?query status …": group them, do not list URLs.
-        self._untagged_by_event.count(event if " " not in event else "(access log)")
-        note = LineNote(self._location(src, number), event, ",".join(missing))
-        self._untagged_by_event.example(note)
+        self._untagged.count(event if " " not in event else "(access log)")
+        self._untagged.example(LineNote(self._location(src, number), event, ",".join(missing)))
 
 
 @contextmanager

@@ -29,17 +29,17 @@ def _splits(report: AuditReport) -> list[str]:
     if not report.splits:
         return []
     rows = [["client", "audio session", "events session", "from", "to", "s", "live", "at"]]
-    for x in report.splits:
+    for split in report.splits:
         rows.append(
             [
-                x.client_id,
-                x.audio_session_id,
-                x.events_session_id,
-                format_ts(x.start) or "",
-                ("open at end" if x.ongoing else format_ts(x.end)) or "",
-                f"{x.seconds:.1f}",
-                "yes" if x.live_detected else "NO",
-                f"audio {_where(x.audio_connect)}, events {_where(x.events_connect)}",
+                split.client_id,
+                split.audio_session_id,
+                split.events_session_id,
+                format_ts(split.start) or "",
+                ("open at end" if split.ongoing else format_ts(split.end)) or "",
+                f"{split.seconds:.1f}",
+                "yes" if split.live_detected else "NO",
+                f"audio {_where(split.audio_connect)}, events {_where(split.events_connect)}",
             ]
         )
     return ["", f"SPLIT SESSIONS ({len(report.splits)})", *_table(rows)]
@@ -49,15 +49,15 @@ def _live_only_splits(report: AuditReport) -> list[str]:
     if not report.live_only_splits:
         return []
     rows = [["client", "audio session", "events session", "first", "count", "at"]]
-    for x in report.live_only_splits:
+    for split in report.live_only_splits:
         rows.append(
             [
-                x.client_id or "?",
-                x.audio_session_id or "?",
-                x.events_session_id or "?",
-                format_ts(x.ts) or "",
-                str(x.count),
-                str(x.at),
+                split.client_id or "?",
+                split.audio_session_id or "?",
+                split.events_session_id or "?",
+                format_ts(split.ts) or "",
+                str(split.count),
+                str(split.at),
             ]
         )
     title = f"LOGGED LIVE BUT NOT RECONSTRUCTED ({len(report.live_only_splits)})"
@@ -67,11 +67,11 @@ def _live_only_splits(report: AuditReport) -> list[str]:
 def _untagged(report: AuditReport) -> list[str]:
     if not report.untagged_count:
         return []
-    missing = ", ".join(f"no {k} {v}" for k, v in sorted(report.untagged_missing.items()))
+    missing = ", ".join(f"no {tag} {n}" for tag, n in sorted(report.untagged_missing.items()))
     groups = list(report.untagged_by_event.items())[:EXAMPLES]
     examples = [
-        [str(x.at), _short(x.event or "", 60), "missing " + x.problem]
-        for x in report.untagged_examples
+        [str(note.at), _short(note.event or "", 60), "missing " + note.problem]
+        for note in report.untagged_examples
     ]
     return [
         "",
@@ -90,13 +90,13 @@ def _orphans(report: AuditReport) -> list[str]:
         out.append(f"  sessions never attached to audio: {len(report.sessions_without_audio)}")
         rows = [
             [
-                x.session_id,
-                f"client {x.client_id or '?'}",
-                f"created {format_ts(x.created)}",
-                str(x.at),
-                "events attached" if x.events_attached else "no events",
+                orphan.session_id,
+                f"client {orphan.client_id or '?'}",
+                f"created {format_ts(orphan.created)}",
+                str(orphan.at),
+                "events attached" if orphan.events_attached else "no events",
             ]
-            for x in report.sessions_without_audio[:EXAMPLES]
+            for orphan in report.sessions_without_audio[:EXAMPLES]
         ]
         out += _table(rows, indent="    ")
     if report.events_without_audio:
@@ -105,49 +105,49 @@ def _orphans(report: AuditReport) -> list[str]:
         )
         rows = [
             [
-                x.session_id,
-                f"client {','.join(x.client_ids) or '?'}",
-                f"{x.connections} connection(s)",
-                f"first {format_ts(x.first_connect)}",
-                _where(x.at),
+                orphan.session_id,
+                f"client {','.join(orphan.client_ids) or '?'}",
+                f"{orphan.connections} connection(s)",
+                f"first {format_ts(orphan.first_connect)}",
+                _where(orphan.at),
             ]
-            for x in report.events_without_audio[:EXAMPLES]
+            for orphan in report.events_without_audio[:EXAMPLES]
         ]
         out += _table(rows, indent="    ")
     return out
 
 
 def _summary(report: AuditReport) -> list[str]:
-    s = report.summary
-    window = f"{format_ts(s.first_ts) or '-'} .. {format_ts(s.last_ts) or '-'}"
+    summary = report.summary
+    window = f"{format_ts(summary.first_ts) or '-'} .. {format_ts(summary.last_ts) or '-'}"
     if report.since is not None or report.until is not None:
         window += f"  (window {format_ts(report.since) or '…'} .. {format_ts(report.until) or '…'})"
-    skipped = ", ".join(f"{k} {v}" for k, v in sorted(report.skipped_by_reason.items()))
-    restarts_logged = f", {s.restarts_logged} logged" if s.restarts_logged else ""
+    skipped = ", ".join(f"{reason} {n}" for reason, n in sorted(report.skipped_by_reason.items()))
+    restarts_logged = f", {summary.restarts_logged} logged" if summary.restarts_logged else ""
     rows = [
         ["log", window],
-        ["lines", str(s.lines)],
-        ["sessions created", str(s.sessions)],
-        ["clients", str(s.clients)],
-        ["listeners (audio)", str(s.listeners)],
-        ["event connections", str(s.event_connections)],
-        ["restarts", f"{s.restarts} inferred{restarts_logged}"],
+        ["lines", str(summary.lines)],
+        ["sessions created", str(summary.sessions)],
+        ["clients", str(summary.clients)],
+        ["listeners (audio)", str(summary.listeners)],
+        ["event connections", str(summary.event_connections)],
+        ["restarts", f"{summary.restarts} inferred{restarts_logged}"],
         [
             "splits",
-            f"{s.splits} found, {s.live_splits} also logged live, "
-            f"{s.live_only_splits} only logged live",
+            f"{summary.splits} found, {summary.live_splits} also logged live, "
+            f"{summary.live_only_splits} only logged live",
         ],
-        ["untagged lines", str(s.untagged)],
+        ["untagged lines", str(summary.untagged)],
         [
             "orphans",
-            f"{s.sessions_without_audio} sessions without audio, "
-            f"{s.events_without_audio} events-only sessions",
+            f"{summary.sessions_without_audio} sessions without audio, "
+            f"{summary.events_without_audio} events-only sessions",
         ],
-        ["skipped lines", f"{s.skipped_lines}" + (f" ({skipped})" if skipped else "")],
+        ["skipped lines", f"{summary.skipped_lines}" + (f" ({skipped})" if skipped else "")],
     ]
     out = ["", "SUMMARY", *_table(rows)]
     if report.skipped_examples:
-        examples = ", ".join(f"{x.at} {x.problem}" for x in report.skipped_examples)
+        examples = ", ".join(f"{note.at} {note.problem}" for note in report.skipped_examples)
         out.append(f"  skipped e.g. {examples}")
     return out
 

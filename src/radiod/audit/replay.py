@@ -65,6 +65,8 @@ class _Interval:
 
 
 class _SplitKey(NamedTuple):
+    """Who split, and how: a client with audio on one session and events on another."""
+
     client_id: str | None
     audio_session_id: str | None
     events_session_id: str | None
@@ -99,6 +101,11 @@ class _ClientAudio:
     closed_session_id: str | None = None
 
 
+def _before_lines_at(ts: int) -> Position:
+    """The place just before every line stamped `ts`."""
+    return Position(ts, BEFORE_ANY_LINE, BEFORE_ANY_LINE)
+
+
 def replay(log: ReadLog, since: int | None, until: int | None) -> AuditReport:
     """Build intervals in time order, find splits and orphans, and summarise.
 
@@ -117,14 +124,10 @@ class _Replay:
         self.since, self.until = since, until
         first = log.first_ts if log.first_ts is not None else 0
         last = log.last_ts if log.last_ts is not None else 0
-        self.log_start = Position(first, BEFORE_ANY_LINE, BEFORE_ANY_LINE)
+        self.log_start = _before_lines_at(first)
         self.log_end = Position(last, AFTER_EVERY_LINE, AFTER_EVERY_LINE)
-        self.window_start = (
-            self.log_start if since is None else Position(since, BEFORE_ANY_LINE, BEFORE_ANY_LINE)
-        )
-        self.window_end = (
-            self.log_end if until is None else Position(until, BEFORE_ANY_LINE, BEFORE_ANY_LINE)
-        )
+        self.window_start = self.log_start if since is None else _before_lines_at(since)
+        self.window_end = self.log_end if until is None else _before_lines_at(until)
         self.intervals: list[_Interval] = []
         # (channel, connection id) -> intervals still open, oldest first. A browser that
         # re-requests the stream reuses its listener id, so two may briefly be open at once.
@@ -232,7 +235,8 @@ class _Replay:
     def end_source(self, source: int, end: Place) -> None:
         """End every interval the input `source` still has open, at `end`."""
         for key, stack in list(self.open.items()):
-            for iv in [x for x in stack if x.start.source == source]:
+            gone = [iv for iv in stack if iv.start.source == source]
+            for iv in gone:
                 stack.remove(iv)
                 self.ended(iv, end)
             if not stack:
@@ -267,7 +271,7 @@ class _Replay:
             self.split_incident(key, overlaps)
             for key, overlaps in _overlapping_pairs(intervals).items()
         ]
-        splits.sort(key=lambda x: (x.start, x.client_id))
+        splits.sort(key=lambda split: (split.start, split.client_id))
         return splits
 
     def split_incident(self, key: _SplitKey, overlaps: _Overlaps) -> SplitIncident:
@@ -317,7 +321,7 @@ class _Replay:
                     at=self.location(first.connect),
                 )
             )
-        found.sort(key=lambda x: x.first_connect)
+        found.sort(key=lambda orphan: orphan.first_connect)
         return found
 
     def live_only_splits(self) -> list[LiveOnlySplit]:
@@ -327,7 +331,7 @@ class _Replay:
                 LiveOnlySplit(*key, seen.first_ts, seen.at, seen.count)
                 for key, seen in self.live.items()
             ),
-            key=lambda x: x.ts,
+            key=lambda split: split.ts,
         )
 
     def summarise(self, intervals: list[_Interval], splits: list[SplitIncident]) -> AuditReport:
@@ -354,7 +358,7 @@ class _Replay:
             restarts=self.restarts,
             restarts_logged=self.log.restarts_logged,
             splits=len(splits),
-            live_splits=sum(1 for x in splits if x.live_detected),
+            live_splits=sum(1 for split in splits if split.live_detected),
             live_only_splits=len(live_only),
             untagged=untagged.count,
             sessions_without_audio=len(no_audio),
