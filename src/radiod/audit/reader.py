@@ -294,6 +294,7 @@ class LogReader:
     def _kept_line(
         self, record: dict[str, Any], kind: EventKind, ts: int, src: int, number: int
     ) -> KeptLine:
+        """The fields the replay reads from one of its events, IDs interned."""
         intern = self._intern
         client_id = intern(record.get("client_id"))
         if kind is _LIVE_SPLIT:
