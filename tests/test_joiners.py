@@ -17,7 +17,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from radiod.audio.mixer import MAX_FADE_SHARE, TrackAudio, TrackMark, crossfade, gapless
+from radiod.audio.decode import TrackAudio
+from radiod.audio.mixer import MAX_FADE_SHARE, TrackMark, crossfade, gapless
 from radiod.library import Track
 
 RATE = 1000  # samples per second: small numbers keep the examples readable
@@ -25,7 +26,7 @@ LEVEL = 0.5
 
 
 class SyntheticSources:
-    """The joiners' view of `TrackSources` (next source, peek at the one after) over
+    """The joiners' view of `TrackSources` (next source, peek at the one after, notices) over
     constant-level tracks of given lengths, split into blocks of the given sizes."""
 
     def __init__(self, specs: list[tuple[int, float]], block_sizes: list[int]) -> None:
@@ -55,6 +56,9 @@ class SyntheticSources:
 
     def peek_track(self) -> Track | None:
         return self._ahead.track
+
+    def drain(self) -> list:
+        return []  # synthetic tracks never fail: no notices
 
 
 def expected_marks(specs: list[tuple[int, float]], fade: int) -> list[int]:

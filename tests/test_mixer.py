@@ -13,7 +13,6 @@ import math
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,25 +22,12 @@ import numpy as np
 import pytest
 import structlog
 
-from radiod.audio.decode import decode_file, trim_silence
-from radiod.audio.mixer import (
-    SKIP_FADE_SECONDS,
-    FallbackStarted,
-    Header,
-    Mixer,
-    Pcm,
-    TrackEvent,
-    TrackFailed,
-    TrackMark,
-    TracksFailed,
-    TrackSources,
-    crossfade,
-    gapless,
-    mix,
-    shuffled_playlist,
-)
+from radiod.audio.decode import TrackSources, decode_file, trim_silence
+from radiod.audio.mixer import SKIP_FADE_SECONDS, Pcm, TrackMark, crossfade, gapless, mix
+from radiod.audio.outputs import FallbackStarted, Header, TrackEvent, TrackFailed, TracksFailed
 from radiod.audio.ring import Chunk, Ring
-from radiod.catalog import FixedCatalog
+from radiod.audio.runner import Mixer
+from radiod.catalog import FixedCatalog, shuffled_playlist
 from radiod.config import AudioConfig, StreamConfig
 from radiod.library import Track
 
@@ -115,7 +101,6 @@ def sources_over(tracks: list[Track], *, seed: int = 0) -> TrackSources:
     return TrackSources(
         shuffled_playlist(catalog, random.Random(seed)),
         catalog,
-        deque(),
         sample_rate=RATE,
         channels=2,
     )

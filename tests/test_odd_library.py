@@ -24,8 +24,10 @@ import numpy as np
 import pytest
 
 from radiod.audio.decode import SILENCE_THRESHOLD, decode_file, trim_silence
-from radiod.audio.mixer import Header, Mixer, TrackEvent, mix
+from radiod.audio.mixer import mix
+from radiod.audio.outputs import Header, TrackEvent
 from radiod.audio.ring import Chunk
+from radiod.audio.runner import Mixer
 from radiod.config import AudioConfig, StreamConfig
 from radiod.library import Track, Unplayable, printable, probe_file, scan_library
 from tests.conftest import LogCapture, decode_audio

@@ -18,16 +18,9 @@ import pytest
 from aiohttp import ClientResponse
 
 from radiod.audio import mixer
-from radiod.audio.mixer import (
-    CHUNK_SECONDS,
-    CRASH_LIMIT,
-    Chunk,
-    MixerGaveUp,
-    PipelineFailed,
-    TrackEvent,
-    TrackMark,
-    mix,
-)
+from radiod.audio.mixer import CHUNK_SECONDS, CRASH_LIMIT, TrackMark, mix
+from radiod.audio.outputs import MixerGaveUp, PipelineFailed, TrackEvent
+from radiod.audio.ring import Chunk
 from radiod.catalog import FixedCatalog
 from radiod.config import AudioConfig
 from radiod.library import Track

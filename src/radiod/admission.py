@@ -70,7 +70,7 @@ STARTS_PER_WINDOW = 3
 
 
 class Paced(Protocol):
-    """What admission reads of a mixer (`radiod.audio.mixer.Mixer`)."""
+    """What admission reads of a mixer (`radiod.audio.runner.Mixer`)."""
 
     @property
     def running(self) -> bool: ...

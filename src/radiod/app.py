@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.resources
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -24,8 +25,9 @@ from radiod.web.keys import CONFIG, REGISTRY, STARTED
 
 log = structlog.get_logger(__name__)
 
-# The page's templates and static files live at the top of the repository (`web/`).
-WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
+# The page's templates and static files: `web/` at the top of the repository, shipped as the
+# package data `radiod.page` (pyproject.toml), so they are found in a plain install too.
+WEB_ROOT = Path(str(importlib.resources.files("radiod.page")))
 # aiohttp's access log, through the same structlog pipeline: request line, status, bytes, seconds.
 ACCESS_LOG_FORMAT = '"%r" %s %b %Tf'
 

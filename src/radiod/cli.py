@@ -17,8 +17,8 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from radiod import audit
 from radiod.app import ACCESS_LOG_FORMAT, create_app
+from radiod.audit import cli as audit_cli
 from radiod.config import Config, ConfigError, load_config
 from radiod.demo import default_demo_dir, generate_demo_library
 from radiod.library import LibraryError, LiveLibrary
@@ -125,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dest", type=Path, help="folder (default: ~/.cache/radiod/demo)")
     demo.set_defaults(func=cmd_demo)
     audit_cmd = commands.add_parser("audit", help="check JSON logs for split sessions")
-    audit.add_arguments(audit_cmd)
-    audit_cmd.set_defaults(func=lambda args: audit.run(args, sys.stdout))
+    audit_cli.add_arguments(audit_cmd)
+    audit_cmd.set_defaults(func=lambda args: audit_cli.run(args, sys.stdout))
     return parser
 
 

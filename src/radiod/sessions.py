@@ -23,8 +23,9 @@ from typing import Any
 import structlog
 
 from radiod.admission import Admission
-from radiod.audio.mixer import Mixer, TrackEvent
+from radiod.audio.outputs import TrackEvent
 from radiod.audio.ring import Chunk, Ring, RingReader
+from radiod.audio.runner import Mixer
 from radiod.catalog import Catalog
 from radiod.config import Config
 from radiod.library import Track

@@ -1,7 +1,7 @@
 """Audio: decode → mix → encode in a mixer thread, fanned out to listeners through a ring.
 
 `ring` is transport (who gets which bytes); `decode`, `encode` and `mixer` are format.
-Import the pieces from their modules (`radiod.audio.ring.Ring`, `radiod.audio.mixer.Mixer`).
+Import the pieces from their modules (`radiod.audio.ring.Ring`, `radiod.audio.runner.Mixer`).
 This module itself imports nothing heavy, so `prefer_system_lame()` can run before PyAV.
 """
 

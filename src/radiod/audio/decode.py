@@ -1,4 +1,5 @@
-"""Decode a file into PCM blocks in the session's format, and trim its digital silence.
+"""Decode a file into PCM blocks in the session's format, trim its digital silence, and
+open a playlist's tracks one ahead (`TrackSources`), skipping the ones that will not play.
 
 Blocks are float32 numpy arrays shaped (channels, samples): planar float is what the
 mixer's numpy arithmetic wants and what `av.AudioResampler` hands back without a copy.
@@ -8,12 +9,20 @@ surfaces as one `DecodeError`, so the mixer has a single thing to catch.
 
 from __future__ import annotations
 
+import itertools
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
+
+from radiod.audio.outputs import FallbackStarted, NextChosen, Notice, TrackFailed, TracksFailed
+
+if TYPE_CHECKING:
+    from radiod.catalog import Catalog
+    from radiod.library import Track
 
 # -60 dBFS: below this a sample is "digital silence" for trimming track ends. Quieter than
 # any musical fade worth hearing, louder than dither noise of 16-bit masters (~-90 dBFS).
@@ -34,6 +43,11 @@ DECODE_BLOCK = 4096
 RESAMPLER_PAD = 1024
 
 Block = np.ndarray  # float32, shape (channels, samples)
+
+# When nothing can be played, play this much silence before asking the library again:
+# listeners stay connected and the thread does not spin on broken files.
+FALLBACK_SILENCE_SECONDS = 5.0
+_SILENCE_BLOCK = 4096
 
 
 class DecodeError(Exception):
@@ -143,3 +157,141 @@ def trim_silence(
         if held_samples > max_held:
             yield from held
             held, held_samples = [], 0
+
+
+# -- one track at a time, one opened ahead ------------------------------------------------
+class TrackAudio:
+    """A track's PCM blocks, decoded and trimmed; `track` is None for a gap of silence."""
+
+    def __init__(self, track: Track | None, blocks: Iterator[Block]) -> None:
+        self.track = track
+        self._source = blocks
+        self.blocks: Iterator[Block] = blocks
+
+    def prepend(self, block: Block | None) -> None:
+        """Put back samples read ahead (by a crossfade) so they are the next ones out."""
+        if block is not None and block.shape[1]:
+            self.blocks = itertools.chain((block,), self.blocks)
+
+    def close(self) -> None:
+        """Stop decoding (a skip): closes the file now rather than at garbage collection."""
+        close = getattr(self._source, "close", None)
+        if close is not None:
+            close()
+
+
+class TrackSources:
+    """Iterator of `TrackAudio` over a playlist, one track opened ahead.
+
+    Opening the next track as soon as the current one starts means the "next" announced
+    with a TrackEvent has already proved it decodes, and a crossfade can begin without
+    waiting on a file. A track that fails to open is reported (to the notices, and to the
+    catalog, which leaves it out from then on) and the following one tried; a track that
+    fails mid-way just ends early (after being reported). When nothing opens, silence.
+    """
+
+    def __init__(
+        self,
+        playlist: Iterator[Track | None],
+        catalog: Catalog,
+        *,
+        sample_rate: int,
+        channels: int,
+    ) -> None:
+        self._playlist = playlist
+        self._catalog = catalog
+        # Failures and other notices, in the order they happened, until the joiner passes
+        # them down the chain (`drain`).
+        self._notices: list[Notice] = []
+        self.rate = sample_rate
+        self._channels = channels
+        self._ahead: TrackAudio | None = None
+        self._in_fallback = False
+        self.current: Track | None = None  # the track of the source handed out last
+
+    def __iter__(self) -> TrackSources:
+        return self
+
+    def __next__(self) -> TrackAudio:
+        current = self._ahead if self._ahead is not None else self._open_next()
+        self._ahead = self._open_next()
+        if current.track is None and self._ahead.track is not None:
+            # Silence (the fallback) has no TrackEvent to carry the next track.
+            self._notices.append(NextChosen(self._ahead.track))
+        self.current = current.track
+        return current
+
+    def peek_track(self) -> Track | None:
+        """The track that will come next (None when the next source is a silent gap)."""
+        return self._ahead.track if self._ahead is not None else None
+
+    def drain(self) -> list[Notice]:
+        """The notices since the last call, oldest first."""
+        notices, self._notices = self._notices, []
+        return notices
+
+    def close(self) -> None:
+        """Close the file opened ahead (the pipeline is being rebuilt or stopped)."""
+        if self._ahead is not None:
+            self._ahead.close()
+
+    def _open_next(self) -> TrackAudio:
+        failures: list[TrackFailed] = []
+        # Each track at most once per call: when all of them fail, it is time for silence.
+        attempts = max(len(self._catalog.tracks()), 1)
+        while len(failures) < attempts:
+            track = next(self._playlist)
+            if track is None:
+                break
+            try:
+                audio = self._open(track)
+            except Exception as exc:  # any broken file is skipped, never fatal
+                failures.append(self._failed(track, exc))
+                continue
+            self._report(failures)
+            self._in_fallback = False
+            return audio
+        self._report(failures)
+        if not self._in_fallback:
+            self._in_fallback = True
+            reason = "every track failed" if failures else "the library is empty"
+            self._notices.append(FallbackStarted(reason, FALLBACK_SILENCE_SECONDS))
+        return TrackAudio(None, _silence(self._channels, self.rate))
+
+    def _failed(self, track: Track, exc: Exception) -> TrackFailed:
+        reason = _reason(exc)
+        self._catalog.drop(track, reason)
+        return TrackFailed(track, reason)
+
+    def _report(self, failures: list[TrackFailed]) -> None:
+        if len(failures) == 1:
+            self._notices.append(failures[0])
+        elif failures:
+            self._notices.append(TracksFailed(tuple(failures)))
+
+    def _open(self, track: Track) -> TrackAudio:
+        blocks = trim_silence(
+            decode_file(track.path, sample_rate=self.rate, channels=self._channels),
+            sample_rate=self.rate,
+        )
+        first = next(blocks, None)
+        if first is None:
+            raise DecodeError("no audible audio")
+        return TrackAudio(track, self._guarded(track, first, blocks))
+
+    def _guarded(self, track: Track, first: Block, blocks: Iterator[Block]) -> Iterator[Block]:
+        yield first
+        try:
+            yield from blocks
+        except Exception as exc:  # a bad packet ends the track, not the stream
+            self._notices.append(self._failed(track, exc))
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, DecodeError) else f"{type(exc).__name__}: {exc}"
+
+
+def _silence(channels: int, sample_rate: int) -> Iterator[Block]:
+    total = int(FALLBACK_SILENCE_SECONDS * sample_rate)
+    for start in range(0, total, _SILENCE_BLOCK):
+        yield np.zeros((channels, min(_SILENCE_BLOCK, total - start)), dtype=np.float32)

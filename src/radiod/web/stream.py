@@ -12,7 +12,7 @@ import re
 import structlog
 from aiohttp import web
 
-from radiod.audio.mixer import TrackEvent
+from radiod.audio.outputs import TrackEvent
 from radiod.audio.ring import Chunk, RingReader
 from radiod.sessions import Listener, Session, new_token, valid_session_id
 from radiod.web.context import client_id, json_error, lookup_session
