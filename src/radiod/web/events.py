@@ -73,23 +73,23 @@ async def events(request: web.Request) -> web.StreamResponse:
     log.info("events.connected")
     request.app[REGISTRY].check_split(client.client_id, "events", session)
     try:
-        await send(request, response, _frame({"type": "connected", "sessionId": session.id}))
+        await send(request, response.write, _frame({"type": "connected", "sessionId": session.id}))
         sent = 0
         for event in session.events_since(_last_event_id(request)):
-            await send(request, response, _event_frame(event))
+            await send(request, response.write, _event_frame(event))
             sent = event.id
         while True:
             try:
                 event = await asyncio.wait_for(client.queue.get(), HEARTBEAT_SECONDS)
             except TimeoutError:
-                await send(request, response, b": heartbeat\n\n")
+                await send(request, response.write, b": heartbeat\n\n")
                 continue
             if event is None:
                 break
             # RESYNC: the queue overflowed; the latest state stands in for what it held.
             for due in session.events_since(None) if event is RESYNC else (event,):
                 if due.id > sent:  # not sent already (as part of a snapshot)
-                    await send(request, response, _event_frame(due))
+                    await send(request, response.write, _event_frame(due))
                     sent = due.id
     except ConnectionError:
         pass  # the browser went away; it reconnects on its own terms
