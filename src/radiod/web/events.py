@@ -43,6 +43,9 @@ class _EventStream(EventSourceResponse):
     """
 
     def __init__(self, request: web.Request) -> None:
+        # `\n`: the wire as the page and tests know it (aiohttp-sse defaults to `\r\n`).
+        # An infinite interval parks the ping task (it must be positive); `async with`
+        # around the response ends it.
         super().__init__(sep="\n", send_timeout=None, ping_interval=math.inf)
         self._request = request
 
