@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from radiod.audit import audit_lines
 from radiod.logs import configure_logging
+from radiod.web.audio_response import parse_range
 from radiod.web.context import sign_client_id, verified_client_id
 from radiod.web.events import parse_event_id
-from radiod.web.stream import parse_range
 from tests.conftest import ClientFactory, LogCapture, create_session, read_bytes, read_sse
 
 # Any text a URL can carry (no lone surrogates: they cannot be percent-encoded).

@@ -264,10 +264,9 @@ def encode_chunks(
 ) -> Iterator[Chunk | TrackEvent | Notice]:
     """Encode PCM into Chunks of ~`chunk_seconds`, turning TrackMarks into TrackEvents.
 
-    A chunk also ends at the codec frame boundary nearest each track's start, so every
-    TrackEvent's `starts_at` falls within half a frame of some chunk's `stream_time`: now
-    playing can switch exactly where the audio does. The TrackEvent comes right before
-    that chunk. Notices pass straight through.
+    A chunk also ends at the codec frame boundary nearest each track's start: the chunk
+    that follows carries the TrackEvent (`Chunk.track_start`, where ICY titles change),
+    which is also yielded right before it (now playing). Notices pass straight through.
     """
     rate = encoder.sample_rate
     chunk_samples = round(chunk_seconds * rate)
@@ -276,17 +275,22 @@ def encode_chunks(
     frames: list[EncodedFrame] = []
     frames_samples = 0
     seq = first_seq
+    starting: TrackEvent | None = None  # the track audible from the next chunk's start
 
-    def make_chunk() -> Chunk:
-        first, last = frames[0], frames[-1]
-        start = max(encoder.stream_samples(first.pts), 0)
-        end = encoder.stream_samples(last.pts + last.samples)
-        return Chunk(
+    def cut() -> Chunk:
+        """The frames so far as the next chunk; the next one starts empty."""
+        nonlocal frames, frames_samples, seq, starting
+        start = max(encoder.stream_samples(frames[0].pts), 0)
+        end = encoder.stream_samples(frames[-1].pts + frames[-1].samples)
+        chunk = Chunk(
             seq=seq,
             stream_time=time_offset + start / rate,
             duration=(end - start) / rate,
             data=encoder.pack(frames),
+            track_start=starting,
         )
+        frames, frames_samples, seq, starting = [], 0, seq + 1, None
+        return chunk
 
     for item in pcm:
         if isinstance(item, TrackMark):
@@ -302,20 +306,14 @@ def encode_chunks(
             while marks and 2 * frame.pts + frame.samples > 2 * marks[0][0]:
                 at, mark = marks.popleft()
                 if frames:
-                    yield make_chunk()
-                    seq += 1
-                    frames, frames_samples = [], 0
-                yield TrackEvent(
-                    track=mark.track,
-                    starts_at=time_offset + encoder.stream_samples(at) / rate,
-                    next_track=mark.next_track,
-                )
+                    yield cut()
+                starts_at = time_offset + encoder.stream_samples(at) / rate
+                starting = TrackEvent(mark.track, starts_at, mark.next_track)
+                yield starting
             frames.append(frame)
             frames_samples += frame.samples
             if frames_samples >= chunk_samples:
-                yield make_chunk()
-                seq += 1
-                frames, frames_samples = [], 0
+                yield cut()
 
 
 # -- stage: supervision -----------------------------------------------------------------

@@ -15,8 +15,12 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
+
+if TYPE_CHECKING:
+    from radiod.audio.outputs import TrackEvent
 
 log = structlog.get_logger(__name__)
 
@@ -31,12 +35,17 @@ class Chunk:
             as a listener's decoder outputs it (encoder priming included).
         duration: seconds of audio in the chunk.
         data: whole codec frames (MP3/ADTS) or whole Ogg pages.
+        track_start: the track that becomes audible at this chunk's first sample, if one
+            does (the mixer cuts a chunk at the frame nearest each track start). It rides
+            on the chunk so whoever writes the bytes knows where a title changes (ICY)
+            without asking the session; the ring only carries it.
     """
 
     seq: int
     stream_time: float
     duration: float
     data: bytes
+    track_start: TrackEvent | None = None
 
     @property
     def end_time(self) -> float:
