@@ -15,6 +15,7 @@ from aiohttp import web
 from radiod.audio.outputs import TrackEvent
 from radiod.audio.ring import Chunk, RingReader
 from radiod.sessions import Listener, Session, new_token, valid_session_id
+from radiod.web import faults
 from radiod.web.context import client_id, json_error, lookup_session
 from radiod.web.icy import IcyWriter, icy_headers
 from radiod.web.keys import REGISTRY
@@ -115,8 +116,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
             icy_headers("radiod", f"radiod session {session.id[:16]}", "Various")
         )
     listener = Listener(_listener_id(request), client_id(request))
-    if request.transport is not None:
-        listener.abort = request.transport.abort
+    faults.watch(request, listener)
     structlog.contextvars.bind_contextvars(
         listener_id=listener.id, connection_id=listener.connection_id
     )
@@ -129,12 +129,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
         if byte_range is not None and limit is None and not listener.resumed:
             # A 206 from the live point still counts its bytes from where the client asked,
             # so a later drop of this connection can be resumed in turn.
-            listener.bytes_sent = byte_range[0]
+            listener.count_from(byte_range[0])
         log.info(
             "stream.connected",
             range=request.headers.get("Range"),
             resumed=listener.resumed,
-            listeners=len(session.listeners),
+            listeners=session.listener_count,
         )
         request.app[REGISTRY].check_split(listener.client_id, "audio", session)
         await response.prepare(request)
@@ -173,7 +173,7 @@ async def _copy(
             prefix = b"" if listener.resumed else reader.header
             if listener.stream_start is None and limit is None:
                 session.listener_started(listener, batch[0].stream_time)
-        if listener.stalled.is_set():
+        if faults.stalled(request):
             continue  # fault hook: the connection stays open, nothing more is sent
         if icy is not None:
             data = icy.pack(batch, prefix)
@@ -182,9 +182,7 @@ async def _copy(
         if limit is not None:
             data = data[: limit - listener.bytes_sent]
         await send(request, response, data)
-        listener.bytes_sent += len(data)
-        if limit is not None:
-            if listener.bytes_sent >= limit:
-                return
-            continue  # a probe, not a listener: nothing to resume
-        listener.last_seq = batch[-1].seq
+        # A probe (a bounded Range) is not a listener: nothing of it is resumed.
+        listener.sent(len(data), batch[-1].seq if limit is None else None)
+        if limit is not None and listener.bytes_sent >= limit:
+            return
