@@ -67,7 +67,8 @@ class MixerSwitch:
     """Runs a session's mixer while someone listens.
 
     On with the first listener; off `grace` seconds after the last one left, so a reload
-    (which drops the audio and asks again within a second or two) hears the same stream.
+    (the audio drops and comes back moments later) continues the same stream: a reload is
+    not a stop.
     """
 
     def __init__(
