@@ -80,8 +80,8 @@ async def healthz(request: web.Request) -> web.Response:
         {
             "status": "ok",
             "sessions": len(sessions),
-            "listeners": sum(len(s.listeners) for s in sessions),
-            "eventClients": sum(len(s.event_clients) for s in sessions),
+            "listeners": sum(s.listener_count for s in sessions),
+            "eventClients": sum(s.event_client_count for s in sessions),
             # asyncio tasks alive (one per open response and a few of the server's own): the
             # soak bench watches it for leaks; counting is cheap beside serving those tasks.
             "tasks": len(asyncio.all_tasks()),

@@ -16,6 +16,7 @@ from aiohttp import web
 from radiod.audio.outputs import TrackEvent
 from radiod.audio.ring import Chunk, RingReader
 from radiod.sessions import Listener, Session
+from radiod.web import faults
 from radiod.web.icy import IcyWriter, icy_headers
 from radiod.web.sending import Bytes, send
 
@@ -99,7 +100,7 @@ class AudioStreamResponse(web.StreamResponse):
         if self._range is not None and self._probe_length is None and not listener.resumed:
             # A 206 from the live point still counts its bytes from where the client asked,
             # so a later drop of this connection can be resumed in turn.
-            listener.bytes_sent = self._range[0]
+            listener.count_from(self._range[0])
         await self.prepare(self._request)
         if listener.resumed and listener.stream_start is not None:
             self._session.listener_started(listener, listener.stream_start)
@@ -107,18 +108,19 @@ class AudioStreamResponse(web.StreamResponse):
         while (batch := await reader.read()) is not None:
             if head is None:
                 head = self._first_bytes(listener, reader, batch[0])
-            if listener.stalled.is_set():
+            if faults.stalled(self._request):
                 continue  # fault hook: the connection stays open, nothing more is sent
             data = self._pack(head, batch)
             head = b""
             if self._probe_length is not None:
                 data = data[: self._probe_length - listener.bytes_sent]
             await self.write(data)
-            listener.bytes_sent += len(data)
             if self._probe_length is None:
-                listener.last_seq = batch[-1].seq
-            elif listener.bytes_sent >= self._probe_length:
-                return  # a probe, not a listener: nothing to resume
+                listener.sent(len(data), batch[-1].seq)
+            else:
+                listener.sent(len(data))  # a probe, not a listener: nothing to resume
+                if listener.bytes_sent >= self._probe_length:
+                    return
 
     def _first_bytes(self, listener: Listener, reader: RingReader, first: Chunk) -> bytes:
         """At the first chunk: announce the listener, and return the bytes to send first.

@@ -2,50 +2,93 @@
 
 The browser tests need a server that misbehaves on purpose: stop feeding one listener
 while its socket stays open, abort a listener's TCP connection, cut the SSE channel.
+
+What the hooks can do to a `/stream` connection is kept here, by connection id, and only
+for connections that `watch` put within their reach (all of them with the hooks on, none
+with them off): production objects carry no fault state.
 """
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+
 import structlog
 from aiohttp import web
 
-from radiod.sessions import Listener, Session
+from radiod.sessions import Listener
 from radiod.web.context import require_session
+from radiod.web.keys import CONFIG
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 
 
-def _listeners(request: web.Request) -> tuple[Session, list[Listener]]:
+class ConnectionFaults:
+    """The hooks' hold on one `/stream` connection: stalled or not, and how to abort it."""
+
+    __slots__ = ("__weakref__", "abort", "stalled")
+
+    def __init__(self, abort: Callable[[], None] | None) -> None:
+        self.stalled = False
+        self.abort = abort
+
+
+# The connection's own request holds its `ConnectionFaults`; this index only finds them by
+# connection id, weakly, so a connection that ended leaves nothing behind. It is kept by
+# the module because these hooks are mounted as routes alone, and aiohttp freezes the
+# application's state before the first request could add an index there.
+_FAULTS = web.RequestKey("connection_faults", ConnectionFaults)
+_BY_CONNECTION: weakref.WeakValueDictionary[str, ConnectionFaults] = weakref.WeakValueDictionary()
+
+
+def watch(request: web.Request, listener: Listener) -> None:
+    """Put `listener`'s connection (`request`) within the hooks' reach, if they are on."""
+    if not request.app[CONFIG].testing.fault_hooks:
+        return
+    faults = ConnectionFaults(request.transport.abort if request.transport is not None else None)
+    request[_FAULTS] = faults
+    _BY_CONNECTION[listener.connection_id] = faults
+
+
+def stalled(request: web.Request) -> bool:
+    """True once the stall hook hit this connection: it stays open, nothing more is sent."""
+    faults = request.get(_FAULTS)
+    return faults is not None and faults.stalled
+
+
+def _connections(request: web.Request) -> list[tuple[str, ConnectionFaults | None]]:
+    """The named session's connections (of `?listener=` alone if given), by listener id."""
     session = require_session(request, request.match_info["session_id"])
-    wanted = request.query.get("listener")
-    return session, [x for x in session.listeners.values() if wanted in (None, x.id)]
+    listeners = session.listeners_named(request.query.get("listener"))
+    return [(x.id, _BY_CONNECTION.get(x.connection_id)) for x in listeners]
 
 
 @routes.post("/_faults/sessions/{session_id}/stall")
 async def stall(request: web.Request) -> web.Response:
-    _, listeners = _listeners(request)
-    for listener in listeners:
-        listener.stalled.set()
-    log.warning("fault.stall", listeners=[x.id for x in listeners])
-    return web.json_response({"stalled": [x.id for x in listeners]})
+    connections = _connections(request)
+    for _, faults in connections:
+        if faults is not None:
+            faults.stalled = True
+    names = [name for name, _ in connections]
+    log.warning("fault.stall", listeners=names)
+    return web.json_response({"stalled": names})
 
 
 @routes.post("/_faults/sessions/{session_id}/abort")
 async def abort(request: web.Request) -> web.Response:
-    _, listeners = _listeners(request)
-    for listener in listeners:
-        if listener.abort is not None:
-            listener.abort()
-    log.warning("fault.abort", listeners=[x.id for x in listeners])
-    return web.json_response({"aborted": [x.id for x in listeners]})
+    connections = _connections(request)
+    for _, faults in connections:
+        if faults is not None and faults.abort is not None:
+            faults.abort()
+    names = [name for name, _ in connections]
+    log.warning("fault.abort", listeners=names)
+    return web.json_response({"aborted": names})
 
 
 @routes.post("/_faults/sessions/{session_id}/cut-events")
 async def cut_events(request: web.Request) -> web.Response:
     session = require_session(request, request.match_info["session_id"])
-    clients = list(session.event_clients.values())
-    for client in clients:
-        client.close()
-    log.warning("fault.cut_events", event_clients=len(clients))
-    return web.json_response({"cut": len(clients)})
+    cut = session.close_event_clients()
+    log.warning("fault.cut_events", event_clients=cut)
+    return web.json_response({"cut": cut})

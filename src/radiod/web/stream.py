@@ -15,6 +15,7 @@ from aiohttp import web
 
 from radiod.audio.ring import RingReader
 from radiod.sessions import Listener, Session, new_token, valid_session_id
+from radiod.web import faults
 from radiod.web.audio_response import AudioStreamResponse, audio_headers
 from radiod.web.context import client_id, json_error, lookup_session
 from radiod.web.keys import REGISTRY
@@ -59,8 +60,7 @@ async def _attached(
     listener is detached, so the session can keep its resume point and stop when unheard.
     """
     listener = Listener(_listener_id(request), client_id(request))
-    if request.transport is not None:
-        listener.abort = request.transport.abort
+    faults.watch(request, listener)
     structlog.contextvars.bind_contextvars(
         listener_id=listener.id, connection_id=listener.connection_id
     )
@@ -72,7 +72,7 @@ async def _attached(
             "stream.connected",
             range=request.headers.get("Range"),
             resumed=listener.resumed,
-            listeners=len(session.listeners),
+            listeners=session.listener_count,
         )
         request.app[REGISTRY].check_split(listener.client_id, "audio", session)
         yield listener, reader
