@@ -62,7 +62,6 @@ class Encoder:
 
     codec_name: ClassVar[str]
     sample_format: ClassVar[str]
-    content_type: ClassVar[str]
     # True when decoders drop the priming samples themselves (Ogg Opus pre-skip), so the
     # listener's timeline equals the input's; False when they play them (MP3, ADTS).
     priming_dropped: ClassVar[bool] = False
@@ -139,7 +138,6 @@ class Mp3Encoder(Encoder):
 
     codec_name = "libmp3lame"
     sample_format = "fltp"
-    content_type = CONTENT_TYPES["mp3"]
 
     def _options(self) -> dict[str, str]:
         return {"compression_level": str(LAME_COMPRESSION_LEVEL)}
@@ -150,7 +148,6 @@ class AdtsAacEncoder(Encoder):
 
     codec_name = "aac"
     sample_format = "fltp"
-    content_type = CONTENT_TYPES["aac"]
 
     def __init__(self, *, sample_rate: int, channels: int, bitrate: int) -> None:
         super().__init__(sample_rate=sample_rate, channels=channels, bitrate=bitrate)
@@ -188,7 +185,6 @@ class OggOpusEncoder(Encoder):
 
     codec_name = "libopus"
     sample_format = "flt"  # libopus takes interleaved only
-    content_type = CONTENT_TYPES["opus"]
     priming_dropped = True
 
     def __init__(self, *, sample_rate: int, channels: int, bitrate: int) -> None:
