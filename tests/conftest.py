@@ -152,3 +152,22 @@ async def read_sse(response: ClientResponse, count: int, timeout: float = 20.0) 
                 key, _, value = line.partition(": ")
                 current[key] = json.loads(value) if key == "data" else value
     return messages
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Poll `condition` until it holds; TimeoutError after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+async def collect_sse(response: ClientResponse, into: list[dict]) -> None:
+    """Append every SSE message's data (parsed) to `into` until the response ends."""
+    data: dict | None = None
+    while line := await response.content.readline():
+        text = line.decode().rstrip("\n")
+        if text.startswith("data: "):
+            data = json.loads(text[len("data: ") :])
+        elif not text and data is not None:
+            into.append(data)
+            data = None

@@ -42,17 +42,12 @@ from tests.conftest import (
     make_config,
     read_bytes,
     read_sse,
+    wait_until,
 )
 
 OTHER_ADDRESS = "127.0.0.2"
 # Generous bounds for a shared two-core machine; every wait ends as soon as its condition holds.
 WAIT = 20.0
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 async def post_from(

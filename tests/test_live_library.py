@@ -5,9 +5,7 @@ restart, and a track that will not play is never announced as next."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,14 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from radiod.app import create_app
 from radiod.library import LiveLibrary
-from tests.conftest import LogCapture, create_session, decode_audio, make_config
+from tests.conftest import (
+    LogCapture,
+    collect_sse,
+    create_session,
+    decode_audio,
+    make_config,
+    wait_until,
+)
 from tests.test_mixer import TONE_PAD_SECONDS, write_tone
 
 TONE_SECONDS = 1.5
@@ -125,9 +130,7 @@ class Listener:
             self.audio += chunk
 
     async def _read_events(self, response: ClientResponse) -> None:
-        while line := await response.content.readline():
-            if line.startswith(b"data: "):
-                self.events.append(json.loads(line[len(b"data: ") :]))
+        await collect_sse(response, self.events)
 
     def tracks(self) -> list[dict]:
         return [e for e in self.events if e["type"] == "track"]
@@ -136,12 +139,6 @@ class Listener:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.05)
 
 
 async def test_the_stream_goes_on_while_the_library_changes_under_it(
@@ -160,15 +157,17 @@ async def test_the_stream_goes_on_while_the_library_changes_under_it(
     listener = Listener(client, await create_session(client))
     try:
         await listener.start()
-        await wait_until(lambda: len(listener.tracks()) >= 2)
+        await wait_until(lambda: len(listener.tracks()) >= 2, timeout=30)
 
         # Unmounted: the tracks already open play out, then a logged fallback of silence.
         music.rename(tmp_path / "away")
-        await wait_until(lambda: log_capture.events("mixer.fallback_silence") != [])
+        await wait_until(lambda: log_capture.events("mixer.fallback_silence") != [], timeout=30)
         (fallback,) = log_capture.events("mixer.fallback_silence")
         assert fallback["session_id"] == listener.session_id
         heard = len(listener.audio)
-        await wait_until(lambda: len(listener.audio) > heard + 32_000)  # 2 s at 128 kb/s
+        await wait_until(
+            lambda: len(listener.audio) > heard + 32_000, timeout=30
+        )  # 2 s at 128 kb/s
         # However many files failed at once: at most one message, no client dropped.
         assert len([e for e in listener.events if e["type"] == "track_failed"]) <= 1
         assert log_capture.events("events.client_lagged") == []

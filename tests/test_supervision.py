@@ -10,12 +10,10 @@ channels, so the page restarts on a new session instead of holding a silent sock
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 
 import numpy as np
 import pytest
-from aiohttp import ClientResponse
 
 from radiod.audio import mixer
 from radiod.audio.mixer import CHUNK_SECONDS, CRASH_LIMIT, TrackMark, mix
@@ -24,7 +22,15 @@ from radiod.audio.ring import Chunk
 from radiod.catalog import FixedCatalog
 from radiod.config import AudioConfig
 from radiod.library import Track
-from tests.conftest import ClientFactory, LogCapture, create_session, decode_audio, read_bytes
+from tests.conftest import (
+    ClientFactory,
+    LogCapture,
+    collect_sse,
+    create_session,
+    decode_audio,
+    read_bytes,
+    wait_until,
+)
 from tests.test_mixer import assert_contiguous, chunks_of, write_tone
 
 
@@ -93,24 +99,6 @@ def test_failures_that_keep_coming_end_the_stream(
     failures = [item for item in items if isinstance(item, PipelineFailed)]
     assert [f.failures for f in failures] == list(range(1, CRASH_LIMIT + 1))
     assert_contiguous(chunks_of(items))
-
-
-async def collect_sse(response: ClientResponse, into: list[dict]) -> None:
-    """Append every SSE message's data to `into` until the response ends."""
-    data: dict | None = None
-    while line := await response.content.readline():
-        text = line.decode().rstrip("\n")
-        if text.startswith("data: "):
-            data = json.loads(text[len("data: ") :])
-        elif not text and data is not None:
-            into.append(data)
-            data = None
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 20) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.05)
 
 
 async def test_a_session_whose_mixer_gives_up_ends_both_channels_with_an_error(
