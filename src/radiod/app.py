@@ -14,7 +14,7 @@ import jinja2
 import structlog
 from aiohttp import web
 
-from radiod.catalog import Catalog, FixedCatalog
+from radiod.catalog import Catalog, as_catalog
 from radiod.config import Config
 from radiod.library import LiveLibrary, Track
 from radiod.sessions import SessionRegistry
@@ -38,7 +38,7 @@ def create_app(config: Config, tracks: Catalog | Sequence[Track]) -> web.Applica
     `tracks` is shared by every session: a track one session finds unplayable is left out
     for all of them. A fixed list becomes a `FixedCatalog`.
     """
-    catalog = FixedCatalog(tracks) if isinstance(tracks, Sequence) else tracks
+    catalog = as_catalog(tracks)
     # The guards run inside the context middleware, so their refusals are logged in context.
     app = web.Application(middlewares=[context_middleware, guard_middleware(config.server)])
     app[CONFIG] = config

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -46,6 +46,11 @@ class FixedCatalog:
         with self._lock:
             if track in self._tracks:
                 self._tracks = tuple(t for t in self._tracks if t != track)
+
+
+def as_catalog(tracks: Catalog | Sequence[Track]) -> Catalog:
+    """`tracks` as a catalog: a fixed list (a test, a benchmark) becomes a `FixedCatalog`."""
+    return FixedCatalog(tracks) if isinstance(tracks, Sequence) else tracks
 
 
 def shuffled_playlist(catalog: Catalog, rng: random.Random) -> Iterator[Track | None]:

@@ -32,7 +32,7 @@ from radiod.audio.decode import Block, TrackAudio, TrackSources
 from radiod.audio.encode import EncodedFrame, Encoder, create_encoder
 from radiod.audio.outputs import Header, MixerGaveUp, Notice, Output, PipelineFailed, TrackEvent
 from radiod.audio.ring import Chunk
-from radiod.catalog import Catalog, FixedCatalog, shuffled_playlist
+from radiod.catalog import Catalog, as_catalog, shuffled_playlist
 from radiod.config import AudioConfig
 
 if TYPE_CHECKING:
@@ -373,7 +373,7 @@ def mix(
         skip: set it (from any thread) to move to the next track with a short fade.
         first_seq, time_offset: where a rebuilt pipeline continues an earlier stream.
     """
-    catalog = FixedCatalog(tracks) if isinstance(tracks, Sequence) else tracks
+    catalog = as_catalog(tracks)
     skip = skip if skip is not None else threading.Event()
     rng = random.Random(seed)
     rate, channels = audio.sample_rate, audio.channels
