@@ -118,3 +118,14 @@ async def test_unknown_and_malformed_sessions_get_json_errors(radiod_client, suf
     malformed = await client.get(f"/sessions/not%20an%20id/{suffix}")
     assert malformed.status == 400
     assert "Malformed session id" in (await malformed.json())["error"]
+
+
+async def test_a_request_without_host_gets_the_address_it_reached(radiod_client) -> None:
+    client = await radiod_client()
+    session_id = await create_session(client)
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(f"GET /sessions/{session_id}/listen.m3u HTTP/1.0\r\n\r\n".encode())
+    answer = (await asyncio.wait_for(reader.read(), 20)).decode()
+    writer.close()
+    assert answer.startswith("HTTP/1.0 200"), answer
+    assert f"http://127.0.0.1:{client.port}/stream?session={session_id}" in answer

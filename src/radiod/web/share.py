@@ -45,13 +45,23 @@ def public_url(request: web.Request, path: str, session: Session) -> str:
     origin (radiod behind a TLS proxy, see contrib/nginx-radiod.conf); headers such as
     `X-Forwarded-Proto` are not trusted, since any client can send them.
     """
-    host = request.host
+    host = request.headers.get("Host") or _local_address(request)
     scheme = "https" if _https_origin(request, host) else request.scheme
     try:
         url = URL.build(scheme=scheme, authority=host, path=path, query={"session": session.id})
     except (ValueError, TypeError):
         raise BadHost(host) from None
     return str(url)
+
+
+def _local_address(request: web.Request) -> str:
+    """`ip:port` the client reached: for HTTP/1.0 without `Host` (aiohttp's `request.host`
+    would ask DNS for this machine's name, blocking the event loop)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not sockname:
+        raise BadHost("")
+    ip, port = sockname[:2]
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 def _https_origin(request: web.Request, host: str) -> bool:
