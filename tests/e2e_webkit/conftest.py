@@ -25,9 +25,13 @@ import pytest
 
 from tests.e2e.conftest import Console, Player, RadiodServer
 
-# The Chromium suite's server fixtures, shared (a redundant alias marks a re-export).
+# The Chromium suite's fixtures, shared (a redundant alias marks a re-export); Chromium
+# itself too, for a station shared across the two engines.
+from tests.e2e.conftest import browser as browser
 from tests.e2e.conftest import e2e_library as e2e_library
 from tests.e2e.conftest import metrics as metrics
+from tests.e2e.conftest import open_player as open_player
+from tests.e2e.conftest import pytest_runtest_makereport as pytest_runtest_makereport
 from tests.e2e.conftest import radiod as radiod
 from tests.e2e_webkit.webdriver_page import WebDriverPage
 
