@@ -24,10 +24,18 @@ demo: install
 
 # Debian's Chromium drives the browser tests (Playwright never downloads a browser here);
 # ffmpeg is the independent reader of our streams and the benchmarks' reference.
+# WebKitGTK's WebDriver (with Xvfb for its display, GStreamer's plugins to play MP3) runs
+# the same scenarios in Safari's engine (tests/e2e_webkit); pipx proves `pipx install .`.
 system-deps:
 	@missing=""; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
+	command -v WebKitWebDriver >/dev/null || missing="$$missing webkit2gtk-driver"; \
+	command -v Xvfb >/dev/null || missing="$$missing xvfb"; \
+	for p in gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav; do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	command -v pipx >/dev/null || missing="$$missing pipx"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \

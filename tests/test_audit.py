@@ -240,6 +240,26 @@ def test_a_reused_listener_id_and_an_untagged_close_still_pair_up() -> None:
     assert report.untagged_count == 1
 
 
+def test_two_devices_on_one_session_are_two_clients_of_a_shared_session_not_a_split() -> None:
+    """A phone opened the page's share link: its cookie is another client, on the same session."""
+    log = FakeLog()
+    log.visit("laptop", "session_A", 0, 100)
+    log.at(10).page_load("phone")
+    log.events_open("session_A", "phone", "e-phone")
+    log.at(11).audio_open("session_A", "phone", "l-phone")
+    log.at(50).audio_close("session_A", "phone", "l-phone")
+    log.events_close("session_A", "phone", "e-phone")
+    log.visit("other", "session_B", 5, 60)  # a listener of its own: not shared
+    report = report_of(log)
+    assert report.clean and report.splits == ()
+    assert (report.summary.clients, report.summary.shared_sessions) == (3, 1)
+    (shared,) = report.shared_sessions
+    assert shared.session_id == "session_A"
+    assert shared.client_ids == ("laptop", "phone")
+    assert (shared.listeners, shared.event_connections) == (2, 2)
+    assert "shared sessions    1 (one station on several devices" in audit.render_human(report)
+
+
 def test_live_detection_the_audit_cannot_reconstruct_is_reported() -> None:
     log = FakeLog()
     log.visit("c1", "session_A", 0, 10)
@@ -594,6 +614,7 @@ SCHEMA: dict[str, Any] = {
         "event_connections": int,
         "restarts": int,
         "restarts_logged": int,
+        "shared_sessions": int,
         "splits": int,
         "live_splits": int,
         "live_only_splits": int,
@@ -627,6 +648,9 @@ SCHEMA: dict[str, Any] = {
             "at": LOC,
             "count": int,
         }
+    ],
+    "shared_sessions": [
+        {"session_id": str, "client_ids": [str], "listeners": int, "event_connections": int}
     ],
     "orphans": {
         "sessions_without_audio": [

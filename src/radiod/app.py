@@ -18,7 +18,7 @@ from radiod.catalog import Catalog, as_catalog
 from radiod.config import Config
 from radiod.library import LiveLibrary, Track
 from radiod.sessions import SessionRegistry
-from radiod.web import api, events, faults, pages, stream
+from radiod.web import api, events, faults, pages, share, stream
 from radiod.web.context import context_middleware, set_client_cookie
 from radiod.web.guards import CREATE_LIMITER, CreateLimiter, guard_middleware
 from radiod.web.keys import CONFIG, REGISTRY, STARTED
@@ -54,6 +54,7 @@ def create_app(config: Config, tracks: Catalog | Sequence[Track]) -> web.Applica
     app.add_routes(api.routes)
     app.add_routes(events.routes)
     app.add_routes(stream.routes)
+    app.add_routes(share.routes)
     if config.testing.fault_hooks:
         log.warning("server.fault_hooks_enabled")
         app.add_routes(faults.routes)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import os
 import signal
 import sys
@@ -114,8 +115,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def installed_version() -> str:
+    """The version of the installed distribution (pyproject.toml's, as built into the wheel)."""
+    try:
+        return importlib.metadata.version("radiod")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"  # run from a bare checkout with PYTHONPATH=src
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="radiod", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"radiod {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the player page and streams")
     serve.add_argument("--config", type=Path, help="config file (default: ./config.toml)")

@@ -6,6 +6,7 @@
 //
 // This file only wires the page's parts together; each has one job:
 //   session.js     the one session ID both channels use (cache, create, probe)
+//   share.js       the session elsewhere: share link, QR code, playlists; `/?session=ID`
 //   player.js      the <audio> element, its source, play / pause
 //   health.js      is the audio really playing? (audio-first health)
 //   events.js      the SSE channel
@@ -22,21 +23,29 @@ import { NowPlaying } from './nowplaying.js';
 import { Player } from './player.js';
 import { Recovery } from './recovery.js';
 import { CurrentSession, requestSkip } from './session.js';
+import { acceptInvitation, SharePanel } from './share.js';
 import { View } from './view.js';
 import { Volume } from './volume.js';
 
 const config = JSON.parse(document.getElementById('radiod-config').textContent);
 const { endpoints } = config;
 const SKIP_NOTICE = { tone: 'warn', clearAfterMs: 4000 };
+const EXPIRED_INVITATION = 'That shared station has ended — tuning in to your own';
 
 const audio = document.getElementById('audio');
 const view = new View();
 
+const share = new SharePanel(endpoints.sessions);
 const session = new CurrentSession(endpoints.createSession, {
   onChange(sessionId, fresh) {
     view.setSession(sessionId);
+    share.show(sessionId);
     if (fresh) nowPlaying.newSession();
   },
+  invitation: () =>
+    acceptInvitation(endpoints.stream, {
+      onExpired: () => view.notice('share', EXPIRED_INVITATION, { clearAfterMs: 6000 }),
+    }),
 });
 const history = new History(() => session.id);
 

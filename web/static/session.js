@@ -108,19 +108,33 @@ export async function requestSkip(sessionsEndpoint, sessionId) {
 export class CurrentSession {
   /**
    * @param {string} endpoint POST endpoint that creates a session
-   * @param {{onChange?:Function}} handlers  `onChange(sessionId, fresh)` on adopt and drop;
-   *   `fresh`: a new stream clock, nothing shown for the old session applies
+   * @param {{onChange?:Function, invitation?:Function}} handlers  `onChange(sessionId, fresh)`
+   *   on adopt and drop (`fresh`: a new stream clock, nothing shown for the old session
+   *   applies); `invitation()` → a session ID the page was invited to, or null (share.js)
    */
-  constructor(endpoint, { onChange } = {}) {
+  constructor(endpoint, { onChange, invitation } = {}) {
     this.endpoint = endpoint;
     this.onChange = onChange;
+    this.invitation = invitation;
     this.id = null;
     this.confirmed = false;
   }
 
-  /** The cached ID, else a new one from the server (then cached). Throws SessionError. */
+  /**
+   * The session the page's address invites it to (first time only), else the cached ID,
+   * else a new one from the server; the one chosen is cached. Throws SessionError.
+   */
   async establish() {
     console.log('🔧 Establishing session...');
+    const invitation = this.invitation;
+    this.invitation = null; // an invitation is taken once: a later restart makes a new session
+    const invited = invitation ? await invitation() : null;
+    if (invited) {
+      console.log(`🔧 Joining shared session: ${invited}`);
+      this.adopt(invited);
+      rememberSession(invited);
+      return invited;
+    }
     const cached = cachedSessionId();
     if (cached) {
       console.log(`🔧 Found cached session: ${cached}`);

@@ -287,6 +287,29 @@ class EventsWithoutAudio:
 
 
 @dataclass(frozen=True, slots=True)
+class SharedSession:
+    """A session whose channels served more than one client: one station, several devices.
+
+    Not a finding: a listener who opened the page's share link on a phone, or a native
+    player given the session's playlist, is another client of the same session. Listed so
+    an operator can tell "two devices on one station" from a split at a glance.
+    """
+
+    session_id: str
+    client_ids: tuple[str, ...]
+    listeners: int  # audio connections, all clients together
+    event_connections: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "client_ids": list(self.client_ids),
+            "listeners": self.listeners,
+            "event_connections": self.event_connections,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class LineNote:
     """An example of an untagged or skipped line."""
 
@@ -312,6 +335,7 @@ class Summary:
     event_connections: int
     restarts: int
     restarts_logged: int
+    shared_sessions: int
     splits: int
     live_splits: int
     live_only_splits: int
@@ -334,6 +358,7 @@ class Summary:
             "event_connections": self.event_connections,
             "restarts": self.restarts,
             "restarts_logged": self.restarts_logged,
+            "shared_sessions": self.shared_sessions,
             "splits": self.splits,
             "live_splits": self.live_splits,
             "live_only_splits": self.live_only_splits,
@@ -353,6 +378,7 @@ class AuditReport:
     live_only_splits: tuple[LiveOnlySplit, ...]
     sessions_without_audio: tuple[SessionWithoutAudio, ...]
     events_without_audio: tuple[EventsWithoutAudio, ...]
+    shared_sessions: tuple[SharedSession, ...]
     untagged_count: int
     untagged_missing: dict[str, int]
     untagged_by_event: dict[str, int]
@@ -379,6 +405,7 @@ class AuditReport:
             "summary": self.summary.to_json(self.since, self.until),
             "splits": [split.to_json() for split in self.splits],
             "live_only_splits": [split.to_json() for split in self.live_only_splits],
+            "shared_sessions": [shared.to_json() for shared in self.shared_sessions],
             "orphans": {
                 "sessions_without_audio": [
                     orphan.to_json() for orphan in self.sessions_without_audio

@@ -133,6 +133,10 @@ def _summary(report: AuditReport) -> list[str]:
         ["event connections", str(summary.event_connections)],
         ["restarts", f"{summary.restarts} inferred{restarts_logged}"],
         [
+            "shared sessions",
+            f"{summary.shared_sessions} (one station on several devices or players: no split)",
+        ],
+        [
             "splits",
             f"{summary.splits} found, {summary.live_splits} also logged live, "
             f"{summary.live_only_splits} only logged live",

@@ -43,6 +43,7 @@ from radiod.audit.model import (
     Place,
     Position,
     SessionWithoutAudio,
+    SharedSession,
     SplitIncident,
     Summary,
 )
@@ -324,6 +325,26 @@ class _Replay:
         found.sort(key=lambda orphan: orphan.first_connect)
         return found
 
+    @staticmethod
+    def shared_sessions(intervals: list[_Interval]) -> list[SharedSession]:
+        """Sessions more than one client attached to (devices sharing a station; no split)."""
+        by_session: dict[str, list[_Interval]] = {}
+        for iv in intervals:
+            if iv.session_id is not None and iv.client_id is not None:
+                by_session.setdefault(iv.session_id, []).append(iv)
+        shared = []
+        for session_id, ivs in by_session.items():
+            clients = {iv.client_id for iv in ivs if iv.client_id is not None}
+            if len(clients) > 1:
+                listeners = sum(1 for iv in ivs if iv.channel == AUDIO)
+                shared.append(
+                    SharedSession(
+                        session_id, tuple(sorted(clients)), listeners, len(ivs) - listeners
+                    )
+                )
+        shared.sort(key=lambda found: found.session_id)
+        return shared
+
     def live_only_splits(self) -> list[LiveOnlySplit]:
         """The live detections `find_splits` did not match (it pops the ones it did)."""
         return sorted(
@@ -346,6 +367,7 @@ class _Replay:
         no_audio = self.sessions_without_audio(audio_sessions, events_sessions)
         events_only = self.events_without_audio(audio_sessions, events_sessions)
         live_only = self.live_only_splits()
+        shared = self.shared_sessions(intervals)
         untagged, skipped = self.log.untagged, self.log.skipped
         summary = Summary(
             lines=self.log.lines,
@@ -357,6 +379,7 @@ class _Replay:
             event_connections=sum(1 for iv in intervals if iv.channel == EVENTS),
             restarts=self.restarts,
             restarts_logged=self.log.restarts_logged,
+            shared_sessions=len(shared),
             splits=len(splits),
             live_splits=sum(1 for split in splits if split.live_detected),
             live_only_splits=len(live_only),
@@ -371,6 +394,7 @@ class _Replay:
             live_only_splits=tuple(live_only),
             sessions_without_audio=tuple(no_audio),
             events_without_audio=tuple(events_only),
+            shared_sessions=tuple(shared),
             untagged_count=untagged.count,
             untagged_missing=dict(untagged.missing),
             untagged_by_event=dict(untagged.by_event),
