@@ -190,7 +190,7 @@ def _loudness_from(figures: Mapping[str, str]) -> Loudness:
         peak = float(figures["lavfi.r128.true_peak"])
     except (KeyError, ValueError):
         raise MeasureError("the meter reported nothing") from None
-    if not math.isfinite(lufs) or lufs < -70:
+    if not math.isfinite(lufs) or lufs <= -70:  # -70: nothing passed the absolute gate
         raise MeasureError("too quiet to measure (below the -70 LUFS gate)")
     return Loudness(round(lufs, 2), round(20 * math.log10(peak), 2) if peak > 0 else None)
 
