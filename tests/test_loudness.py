@@ -22,7 +22,7 @@ from radiod.audio.mixer import mix
 from radiod.audio.outputs import TrackEvent, TrackFailed, TracksFailed
 from radiod.audio.ring import Chunk
 from radiod.catalog import FixedCatalog
-from radiod.config import AudioConfig
+from radiod.config import AudioConfig, ConfigError
 from radiod.library import Track, scan_library
 from tests.conftest import (
     LogCapture,
@@ -205,3 +205,10 @@ def test_an_unmeasurable_track_still_plays_at_unity(
         failed += [item] if isinstance(item, TrackFailed | TracksFailed) else []
     assert played == {"blip", "song"}
     assert not failed
+
+
+def test_loudness_config_errors_name_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"audio\.loudness_target = 3\.0: expected a value"):
+        make_config(audio={"loudness_target": 3})
+    with pytest.raises(ConfigError, match=r"audio\.loudness = 'yes': expected true or false"):
+        make_config(audio={"loudness": "yes"})
