@@ -154,6 +154,17 @@ def test_the_true_peak_ceiling_holds_a_quiet_peaky_track_back(tmp_path: Path) ->
     assert 20 * np.log10(TrackGains(config)(track)) == pytest.approx(2.0)
 
 
+def test_an_unmeasured_track_plays_at_unity_and_its_next_play_uses_the_measurement(
+    apart_library: Path, tmp_path: Path
+) -> None:
+    config = AudioConfig(**_audio(tmp_path))  # type: ignore[arg-type]
+    gains = TrackGains(config)  # one session's lookup, made before the sweep ran
+    quiet = next(t for t in scan_library(apart_library) if t.title == "quiet")
+    assert gains(quiet) == 1.0
+    LoudnessSweep(FixedCatalog([quiet]), LoudnessCache(config.loudness_cache)).sweep()
+    assert 20 * np.log10(gains(quiet)) == pytest.approx(8.0, abs=0.3)  # -24 LUFS to -16
+
+
 def test_a_cache_hit_measures_nothing_and_a_changed_file_is_measured_again(
     apart_library: Path, tmp_path: Path, log_capture: LogCapture
 ) -> None:
