@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -61,8 +61,12 @@ def cover_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+Serve = Callable[[Sequence[Track]], Awaitable[TestClient]]
+
+
 @pytest.fixture
-async def serve() -> AsyncIterator[Callable[[Sequence[Track]], object]]:
+async def serve() -> AsyncIterator[Serve]:
+    """Start the real app over `tracks` on a loopback socket: `await serve(tracks)`."""
     clients: list[TestClient] = []
 
     async def start(tracks: Sequence[Track]) -> TestClient:
@@ -85,7 +89,9 @@ async def _cover(client: TestClient, track: Track) -> tuple[int, str, bytes]:
     return response.status, response.content_type, await response.read()
 
 
-async def test_embedded_id3_and_flac_pictures_are_served(odd_library: OddLibrary, serve) -> None:
+async def test_embedded_id3_and_flac_pictures_are_served(
+    odd_library: OddLibrary, serve: Serve
+) -> None:
     tracks = scan_library(odd_library.root)
     client = await serve(tracks)
     apic = _by_name(tracks, "Formats/cover-2mb-apic.mp3")
@@ -95,7 +101,7 @@ async def test_embedded_id3_and_flac_pictures_are_served(odd_library: OddLibrary
     assert await _cover(client, flac) == (200, "image/png", noise_png(200, 200, seed=2))
 
 
-async def test_mp4_covr_and_folder_images_are_served(cover_library: Path, serve) -> None:
+async def test_mp4_covr_and_folder_images_are_served(cover_library: Path, serve: Serve) -> None:
     tracks = scan_library(cover_library)
     client = await serve(tracks)
     jpeg = (cover_library / "jpg" / "Cover.JPG").read_bytes()
@@ -105,7 +111,7 @@ async def test_mp4_covr_and_folder_images_are_served(cover_library: Path, serve)
     assert await _cover(client, _by_name(tracks, "png/track.flac")) == (200, "image/png", png)
 
 
-async def test_etag_revalidation_answers_304(cover_library: Path, serve) -> None:
+async def test_etag_revalidation_answers_304(cover_library: Path, serve: Serve) -> None:
     tracks = scan_library(cover_library)
     client = await serve(tracks)
     url = f"/tracks/{_by_name(tracks, 'jpg/track.flac').track_id}/cover"
@@ -119,7 +125,9 @@ async def test_etag_revalidation_answers_304(cover_library: Path, serve) -> None
     assert other.status == 200 and len(await other.read()) == len(await first.read())
 
 
-async def test_no_cover_unknown_and_malformed_ids_answer_json(cover_library: Path, serve) -> None:
+async def test_no_cover_unknown_and_malformed_ids_answer_json(
+    cover_library: Path, serve: Serve
+) -> None:
     tracks = scan_library(cover_library)
     client = await serve(tracks)
     for name in ("none/track.flac", "huge/track.flac"):
@@ -136,7 +144,7 @@ async def test_no_cover_unknown_and_malformed_ids_answer_json(cover_library: Pat
         assert (await response.json())["error"] == "Malformed track id"
 
 
-async def test_track_payloads_carry_the_cover_url(demo_tracks: list[Track], serve) -> None:
+async def test_track_payloads_carry_the_cover_url(demo_tracks: list[Track], serve: Serve) -> None:
     """The demo embeds covers in its MP3 and FLAC tracks, not in its Opus ones."""
     assert {t.path.suffix for t in demo_tracks if t.has_cover} == {".mp3", ".flac"}
     client = await serve(demo_tracks)
