@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 MAX_COVER_BYTES = 8 * 1024 * 1024
 FOLDER_STEMS = ("cover", "folder", "front")  # in order of preference
 FOLDER_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+_FOLDER_NAMES = tuple(stem + suffix for stem in FOLDER_STEMS for suffix in FOLDER_SUFFIXES)
 
 # The image formats browsers show, by their first bytes (a tag's declared MIME type is
 # often wrong, and a folder image's suffix sometimes).
@@ -76,14 +77,15 @@ def folder_cover(track_path: Path) -> Path | None:
     try:
         with os.scandir(track_path.parent) as entries:
             for entry in entries:
-                found.setdefault(entry.name.lower(), Path(entry.path))
+                name = entry.name.lower()
+                if name in _FOLDER_NAMES:
+                    found.setdefault(name, Path(entry.path))
     except OSError:
         return None
-    for stem in FOLDER_STEMS:
-        for suffix in FOLDER_SUFFIXES:
-            path = found.get(stem + suffix)
-            if path is not None and _is_regular(path):
-                return path
+    for name in _FOLDER_NAMES:  # in order of preference
+        path = found.get(name)
+        if path is not None and _is_regular(path):
+            return path
     return None
 
 
