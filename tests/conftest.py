@@ -68,9 +68,12 @@ def make_config(**sections: dict[str, Any]) -> Config:
     """A validated Config: defaults plus the given sections; fault hooks on, admission off."""
     # Admission control (proven in tests/reliability) would refuse the many sessions a
     # second these tests create; it is off unless a test asks for it.
+    # Loudness normalisation (proven in test_loudness) would measure the library into the
+    # user's cache and change levels the timing tests fit waveforms to; off unless asked for.
     raw: dict[str, dict[str, Any]] = {
         "testing": {"fault_hooks": True},
         "session": {"max_encoder_load": 0},
+        "audio": {"loudness": False},
     }
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)

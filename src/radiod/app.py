@@ -14,11 +14,12 @@ import jinja2
 import structlog
 from aiohttp import web
 
+from radiod.audio.loudness_sweep import loudness_sweep_ctx
 from radiod.catalog import Catalog, as_catalog
 from radiod.config import Config
 from radiod.library import LiveLibrary, Track
 from radiod.sessions import SessionRegistry
-from radiod.web import api, events, faults, pages, share, stream
+from radiod.web import api, covers, events, faults, pages, share, stream
 from radiod.web.context import context_middleware, set_client_cookie
 from radiod.web.guards import CREATE_LIMITER, CreateLimiter, guard_middleware
 from radiod.web.keys import CONFIG, REGISTRY, STARTED
@@ -44,6 +45,7 @@ def create_app(config: Config, tracks: Catalog | Sequence[Track]) -> web.Applica
     app[CONFIG] = config
     app[CREATE_LIMITER] = CreateLimiter(config.limits)
     app[STARTED] = time.time()
+    app[covers.TRACK_INDEX] = covers.TrackIndex(catalog)
     app.on_response_prepare.append(set_client_cookie)
     aiohttp_jinja2.setup(
         app,
@@ -55,6 +57,7 @@ def create_app(config: Config, tracks: Catalog | Sequence[Track]) -> web.Applica
     app.add_routes(events.routes)
     app.add_routes(stream.routes)
     app.add_routes(share.routes)
+    app.add_routes(covers.routes)
     if config.testing.fault_hooks:
         log.warning("server.fault_hooks_enabled")
         app.add_routes(faults.routes)
@@ -89,6 +92,7 @@ def create_app(config: Config, tracks: Catalog | Sequence[Track]) -> web.Applica
 
     app.cleanup_ctx.append(registry_ctx)
     app.cleanup_ctx.append(rescan_ctx)
+    app.cleanup_ctx.append(loudness_sweep_ctx(config.audio, catalog))
     app.on_shutdown.append(end_sessions)
     return app
 

@@ -72,6 +72,13 @@ class AudioConfig:
     sample_rate: int = _spec(44100, choices=(22050, 32000, 44100, 48000))
     channels: int = _spec(2, choices=(1, 2))
     crossfade_seconds: float = _spec(2.5, min=0.0, max=10.0)
+    # Even loudness (audio/loudness.py): every track brought to `loudness_target` LUFS, its
+    # true peak kept at or under `loudness_true_peak` dBTP; ReplayGain tags win over measuring.
+    loudness: bool = _spec(True)
+    loudness_target: float = _spec(-16.0, min=-40.0, max=-5.0)
+    loudness_true_peak: float = _spec(-1.0, min=-20.0, max=0.0)
+    # The measurements' cache file; empty: $XDG_CACHE_HOME/radiod/loudness.sqlite3.
+    loudness_cache: str = _spec("")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 A fresh install should play music before the user points radiod at a folder, and the tests
 need real, varied audio in every container radiod supports. So radiod composes its own: six
 short pieces synthesized with numpy (chords, bassline, melody and drums from a fixed seed)
-and encoded with PyAV to MP3, FLAC and Ogg/Opus.
+and encoded with PyAV to MP3, FLAC and Ogg/Opus; the MP3 and FLAC ones embed a generated
+cover picture (demo_art.py).
 
 Neighbouring tracks are kept spectrally far apart (a bright, hi-hat-driven track always
 sits next to a dark, low one, in keys far apart on the circle of fifths) because tests find
@@ -29,12 +30,13 @@ import av
 import numpy as np
 import structlog
 
+from radiod.demo_art import COVER_CONTAINERS, attach_cover, cover_png
 from radiod.demo_score import TRACKS, TrackSpec, Voice
 
 log = structlog.get_logger(__name__)
 
 # Bump when the music or the encoding changes, so cached libraries are regenerated.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: cover art on the MP3 and FLAC tracks
 MANIFEST_NAME = "manifest.json"
 ALBUM = "radiod demo"
 
@@ -128,6 +130,8 @@ def _encode(path: Path, spec: TrackSpec, audio: np.ndarray) -> None:
         stream = container.add_stream(enc.codec, rate=enc.rate, layout="stereo")
         if enc.bit_rate is not None:
             stream.bit_rate = enc.bit_rate
+        if enc.container in COVER_CONTAINERS:
+            attach_cover(container, cover_png(spec.seed))
         for frame in _frames(audio, enc.rate):
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))

@@ -33,7 +33,9 @@ import structlog
 from av.audio.stream import AudioStream
 from av.container import InputContainer
 
+from radiod.artwork import embedded_picture_stream, has_folder_cover
 from radiod.audio.decode import SILENCE_THRESHOLD
+from radiod.audio.loudness import Loudness, tagged_loudness
 from radiod.demo import MANIFEST_NAME
 
 log = structlog.get_logger(__name__)
@@ -60,6 +62,8 @@ class Track:
     artist: str
     album: str
     duration: float  # seconds
+    replaygain: Loudness | None = None  # what its ReplayGain / R128 tags say, if anything
+    has_cover: bool = False  # an embedded picture or a folder image (radiod.artwork)
 
 
 class LibraryError(Exception):
@@ -238,7 +242,7 @@ def probe_file(path: Path, root: Path) -> Track:
     if size == 0:
         raise Unplayable("empty file (0 bytes)")
     try:
-        duration, tags = _probe_audio(path)
+        duration, tags, picture = _probe_audio(path)
     except Unplayable:
         raise
     except Exception as exc:  # a file must never stop a scan, whatever PyAV raises
@@ -251,6 +255,8 @@ def probe_file(path: Path, root: Path) -> Track:
         artist=tags.get("artist") or UNKNOWN_ARTIST,
         album=tags.get("album") or "",
         duration=duration,
+        replaygain=tagged_loudness(tags),
+        has_cover=picture or has_folder_cover(path),
     )
 
 
@@ -331,8 +337,9 @@ def _regular_file_size(path: Path) -> int:
     return info.st_size
 
 
-def _probe_audio(path: Path) -> tuple[float, dict[str, str]]:
-    """Duration and tags of a file that makes a sound to its end; else `Unplayable`."""
+def _probe_audio(path: Path) -> tuple[float, dict[str, str], bool]:
+    """Duration, tags and whether it embeds a picture, of a file that makes a sound to its
+    end; else `Unplayable`."""
     try:
         # Tags in a legacy 8-bit encoding must not cost the user the whole file.
         with av.open(str(path), metadata_errors="replace") as container:
@@ -349,6 +356,7 @@ def _probe_audio(path: Path) -> tuple[float, dict[str, str]]:
             else:
                 _check_tail(container, stream, duration)
             tags = _tags(container, stream)
+            picture = embedded_picture_stream(container) is not None
     # PyAV's I/O errors are also OSErrors, so this order tells "cannot read" from "not audio".
     except OSError as exc:
         raise Unplayable(f"cannot read ({exc.strerror or exc})") from None
@@ -356,7 +364,7 @@ def _probe_audio(path: Path) -> tuple[float, dict[str, str]]:
         raise Unplayable(f"cannot decode ({exc.strerror or exc})") from None
     if duration <= 0:
         raise Unplayable("no audio (zero duration)")
-    return duration, tags
+    return duration, tags, picture
 
 
 def _tags(container: InputContainer, stream: AudioStream) -> dict[str, str]:

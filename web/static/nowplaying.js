@@ -1,6 +1,7 @@
 // Now playing: the SSE `track` and `listener` events, placed on the listener's clock by the
 // Timeline, shown by the view and told to the OS media session (lock screen, media keys).
 
+import { artworkFor } from './cover.js';
 import { Timeline } from './timeline.js';
 
 const MAX_ANCHORS = 100;
@@ -103,11 +104,16 @@ export class NowPlaying {
   updateMediaSession() {
     if (!('mediaSession' in navigator) || typeof MediaMetadata === 'undefined') return;
     const track = this.shown.current?.track;
-    const key = track ? `${track.trackId}` : null;
+    const key = track ? `${track.trackId}:${track.cover}` : null;
     if (key === this.mediaSessionKey) return;
     this.mediaSessionKey = key;
     navigator.mediaSession.metadata = track
-      ? new MediaMetadata({ title: track.title, artist: track.artist, album: track.album })
+      ? new MediaMetadata({
+          title: track.title,
+          artist: track.artist,
+          album: track.album,
+          artwork: artworkFor(track),
+        })
       : null;
   }
 

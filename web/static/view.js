@@ -1,5 +1,6 @@
 // The DOM side of the player: it renders state and reports clicks; it decides nothing.
 
+import { Cover } from './cover.js';
 import { formatTime, shortId } from './util.js';
 
 const $ = (id) => document.getElementById(id);
@@ -35,6 +36,7 @@ export class View {
       eventsHealth: $('health-events'),
       notice: $('notice'),
     };
+    this.cover = new Cover(this.el.art, $('art-cover'));
     this.shownTrackKey = null;
     this.noticeTimer = null;
     this.noticeClear = null;
@@ -157,6 +159,7 @@ export class View {
     this.el.album.textContent = track.album || '';
     this.el.artInitial.textContent = (track.title || '♪').trim().charAt(0).toUpperCase();
     this.el.art.style.setProperty('--art-hue', String(hue(`${track.artist}${track.album}`)));
+    this.cover.show(track.cover);
     this.el.duration.textContent = formatTime(track.duration);
     document.title = `${track.title} · ${track.artist} — radiod`;
   }
@@ -166,6 +169,7 @@ export class View {
     this.el.artist.textContent = playing ? '' : 'Your own radio, mixed live';
     this.el.album.textContent = '';
     this.el.artInitial.textContent = '♪';
+    this.cover.show(null);
     this.el.duration.textContent = '0:00';
     document.title = 'radiod';
   }

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import itertools
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import av
 import numpy as np
 
+from radiod.audio.loudness import apply_gain
 from radiod.audio.outputs import FallbackStarted, NextChosen, Notice, TrackFailed, TracksFailed
 
 if TYPE_CHECKING:
@@ -197,8 +198,10 @@ class TrackSources:
         *,
         sample_rate: int,
         channels: int,
+        gains: Callable[[Track], float] | None = None,
     ) -> None:
         self._playlist = playlist
+        self._gains = gains  # the loudness factor of each track (audio/loudness.py)
         self._catalog = catalog
         # Failures and other notices, in the order they happened, until the joiner passes
         # them down the chain (`drain`).
@@ -274,6 +277,9 @@ class TrackSources:
             decode_file(track.path, sample_rate=self.rate, channels=self._channels),
             sample_rate=self.rate,
         )
+        gain = self._gains(track) if self._gains is not None else 1.0
+        if gain != 1.0:
+            blocks = apply_gain(blocks, gain)
         first = next(blocks, None)
         if first is None:
             raise DecodeError("no audible audio")

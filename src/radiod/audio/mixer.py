@@ -30,6 +30,7 @@ import numpy as np
 
 from radiod.audio.decode import Block, TrackAudio, TrackSources
 from radiod.audio.encode import EncodedFrame, Encoder, create_encoder
+from radiod.audio.loudness import track_gains
 from radiod.audio.outputs import Header, MixerGaveUp, Notice, Output, PipelineFailed, TrackEvent
 from radiod.audio.ring import Chunk
 from radiod.catalog import Catalog, as_catalog, shuffled_playlist
@@ -377,10 +378,11 @@ def mix(
     skip = skip if skip is not None else threading.Event()
     rng = random.Random(seed)
     rate, channels = audio.sample_rate, audio.channels
+    gains = track_gains(audio)
 
     def build() -> tuple[TrackSources, Iterator[Pcm]]:
         playlist = shuffled_playlist(catalog, rng)
-        sources = TrackSources(playlist, catalog, sample_rate=rate, channels=channels)
+        sources = TrackSources(playlist, catalog, sample_rate=rate, channels=channels, gains=gains)
         if audio.crossfade_seconds > 0:
             return sources, crossfade(
                 sources,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from radiod.artwork import cover_url
 from radiod.audio.outputs import TrackEvent
 from radiod.library import Track
 
@@ -27,6 +28,7 @@ def track_json(track: Track | None) -> dict[str, Any] | None:
         "artist": track.artist,
         "album": track.album,
         "duration": round(track.duration, 3),
+        "cover": cover_url(track),
     }
 
 
