@@ -15,6 +15,7 @@ from tests.conftest import (
     decode_audio,
     read_bytes,
     read_sse,
+    wait_until,
 )
 
 BURST_BYTES_128K = 4 * 128_000 // 8
@@ -302,9 +303,11 @@ async def test_the_mixer_stops_after_the_grace_period_and_resumes_the_stream(
     stream = await client.get(f"/stream?session={session_id}")
     await read_bytes(stream, 16000)
     stream.close()
-    async with asyncio.timeout(10):
-        while (await (await client.get(f"/sessions/{session_id}")).json())["playing"]:
-            await asyncio.sleep(0.05)
+    # "playing" turns false when the stop is asked for; the stop is over (and logged) when the
+    # mixer has let go, a moment later: wait for that, not for the flag.
+    await wait_until(lambda: log_capture.events("mixer.stopped"), timeout=10)
+    status = await (await client.get(f"/sessions/{session_id}")).json()
+    assert not status["playing"]
     (stopped,) = log_capture.events("mixer.stopped")
     assert stopped["session_id"] == session_id
     again = await client.get(f"/stream?session={session_id}")
