@@ -1,0 +1,166 @@
+"""`GET /metrics` on a real server: the figures move with what happens, and strangers get none."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from aiohttp.test_utils import TestClient
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from radiod.audio.ring import Chunk, Ring
+from radiod.metrics import Metrics
+from tests.conftest import ClientFactory, create_session, read_bytes
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+DASHBOARD = Path(__file__).resolve().parents[1] / "contrib" / "grafana-dashboard.json"
+
+
+def parse(text: str) -> Samples:
+    """Prometheus text as {(sample name, sorted labels): value}."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def scrape(client: TestClient, **headers: str) -> Samples:
+    response = await client.get("/metrics", headers=headers)
+    assert response.status == 200, await response.text()
+    assert response.headers["Content-Type"].startswith("text/plain; version=")
+    return parse(await response.text())
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def eventually(
+    client: TestClient, check: Callable[[Samples], bool], timeout: float = 20.0
+) -> Samples:
+    """Scrape until `check` holds; TimeoutError after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while not check(samples := await scrape(client)):
+            await asyncio.sleep(0.05)
+    return samples
+
+
+async def test_listener_gauge_follows_a_listener_and_chunks_are_counted(
+    radiod_client: ClientFactory,
+) -> None:
+    client = await radiod_client()
+    before = await scrape(client)
+    assert value(before, "radiod_sessions") == 0 and value(before, "radiod_listeners") == 0
+    session_id = await create_session(client)
+    stream = await client.get(f"/stream?session={session_id}")
+    await read_bytes(stream, 32_000)
+    during = await scrape(client)
+    assert value(during, "radiod_sessions") == 1
+    assert value(during, "radiod_listeners") == 1
+    assert value(during, "radiod_chunks_produced_total", worker="inline") >= 8  # 2 s of audio
+    # The burst is encoded as fast as the machine can: far faster than real time.
+    assert value(during, "radiod_encode_realtime_factor", worker="inline") > 1
+    assert value(during, "radiod_encode_audio_seconds_total", worker="inline") >= 1.5
+    events = await client.get(f"/events?session={session_id}")
+    await eventually(client, lambda s: value(s, "radiod_event_clients") == 1)
+    stream.close()
+    events.close()
+    after = await eventually(
+        client,
+        lambda s: value(s, "radiod_listeners") == 0 and value(s, "radiod_event_clients") == 0,
+    )
+    assert value(after, "radiod_sessions") == 1  # the session outlives its listener
+
+
+async def test_answers_are_counted_by_route_template_and_status(
+    radiod_client: ClientFactory,
+) -> None:
+    client = await radiod_client(limits={"create_burst": 2, "create_per_minute": 1})
+    for _ in range(3):
+        await client.post("/create-session")  # 201, 201, then 429
+    session_id = await create_session(await radiod_client())  # not this server's
+    assert (await client.get(f"/sessions/{session_id}")).status == 404
+    assert (await client.get("/sessions/session_abc")).status == 404
+    assert (await client.get("/no/such/page?x=1")).status == 404
+    samples = await scrape(client)
+    assert value(samples, "radiod_create_session_responses_total", status="201") == 2
+    assert value(samples, "radiod_create_session_responses_total", status="429") == 1
+    http = "radiod_http_responses_total"
+    assert value(samples, http, route="/create-session", status="429") == 1
+    assert value(samples, http, route="/sessions/{session_id}", status="404") == 2
+    assert value(samples, http, route="unmatched", status="404") == 1
+    routes = {dict(labels)["route"] for name, labels in samples if name == http}
+    assert routes == {"/create-session", "/sessions/{session_id}", "unmatched"}  # no raw URL
+
+
+async def test_loopback_reads_metrics_and_others_need_the_token(
+    radiod_client: ClientFactory,
+) -> None:
+    open_to_loopback = await radiod_client()
+    assert (await open_to_loopback.get("/metrics")).status == 200
+
+    closed = await radiod_client(metrics={"allowed_ips": ["10.0.0.0/8"]})
+    refused = await closed.get("/metrics")
+    assert refused.status == 403
+    assert await refused.json() == {
+        "error": "Metrics are not served to this address (metrics.allowed_ips)"
+    }
+
+    with_token = await radiod_client(metrics={"allowed_ips": [], "token": "s3cret-token"})
+    anonymous = await with_token.get("/metrics")
+    assert anonymous.status == 401 and anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+    assert (await anonymous.json())["error"] == "Metrics need a bearer token"
+    wrong = await with_token.get("/metrics", headers={"Authorization": "Bearer guess"})
+    assert wrong.status == 401 and (await wrong.json())["error"] == "Invalid metrics token"
+    samples = await scrape(with_token, Authorization="Bearer s3cret-token")
+    http = "radiod_http_responses_total"
+    assert value(samples, http, route="/metrics", status="401") == 2
+
+
+async def test_a_skipped_reader_is_counted() -> None:
+    metrics = Metrics()
+    ring = Ring(ring_seconds=5, burst_seconds=1, on_skip=metrics.listener_skipped)
+    ring.push(Chunk(0, 0.0, 1.0, b"a"))
+    reader = ring.reader()
+    await reader.read()
+    for seq in range(1, 12):  # 11 s more: the reader is past the ring's tail
+        ring.push(Chunk(seq, float(seq), 1.0, b"a"))
+    await reader.read()
+    samples = parse(generate_latest(metrics.registry).decode())
+    assert value(samples, "radiod_listener_skips_total") == 1
+    assert value(samples, "radiod_listener_skipped_seconds_total") > 5
+
+
+def exposed_names(text: str) -> set[str]:
+    """Every series name the exposition declares, with or without samples yet."""
+    names = set()
+    for family in text_string_to_metric_families(text):
+        names.add(f"{family.name}_total" if family.type == "counter" else family.name)
+        names.update(sample.name for sample in family.samples)
+    return names
+
+
+def dashboard_metric_names(dashboard: dict) -> set[str]:
+    """Every `radiod_…` name the dashboard's expressions use."""
+    exprs = [
+        target["expr"]
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+        if "expr" in target
+    ]
+    return {name for expr in exprs for name in re.findall(r"\bradiod_[a-z_]+", expr)}
+
+
+async def test_the_grafana_dashboard_names_only_metrics_the_server_exposes(
+    radiod_client: ClientFactory,
+) -> None:
+    client = await radiod_client()
+    exposed = exposed_names(await (await client.get("/metrics")).text())
+    names = dashboard_metric_names(json.loads(DASHBOARD.read_text()))
+    assert len(names) >= 15, "the dashboard should show most of what radiod counts"
+    assert names <= exposed, f"not exposed: {sorted(names - exposed)}"
