@@ -8,11 +8,14 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from radiod.audio.ring import Chunk, Ring
+from radiod.audio.runner import _Pace
+from radiod.config import ConfigError, parse_config
 from radiod.metrics import Metrics
 from tests.conftest import ClientFactory, create_session, read_bytes
 
@@ -164,3 +167,32 @@ async def test_the_grafana_dashboard_names_only_metrics_the_server_exposes(
     names = dashboard_metric_names(json.loads(DASHBOARD.read_text()))
     assert len(names) >= 15, "the dashboard should show most of what radiod counts"
     assert names <= exposed, f"not exposed: {sorted(names - exposed)}"
+
+
+def test_a_worker_feeds_its_speed_and_underruns_under_its_own_label() -> None:
+    metrics = Metrics()
+    pool = metrics.worker("pool-1")  # what a mixer worker process's figures are fed into
+    assert metrics.worker("pool-1") is pool
+    pool.chunk_produced(audio_seconds=1.0, busy_seconds=0.04)
+    pool.chunk_produced(audio_seconds=1.0, busy_seconds=0.06)
+    pace = _Pace(pool, burst=1.0)
+    pace.produced(0.25, 0.0)  # a cold start: behind the clock before it ever led
+    pace.produced(0.25, 0.5)  # ahead
+    pace.produced(0.25, 0.0)  # behind: listeners run dry
+    pace.produced(0.25, 0.0)  # still the same spell
+    pace.produced(0.25, 5.0)
+    pace.produced(0.25, 0.0)  # a second spell
+    samples = parse(generate_latest(metrics.registry).decode())
+    assert value(samples, "radiod_mixer_underruns_total", worker="pool-1") == 2
+    assert value(samples, "radiod_chunks_produced_total", worker="pool-1") == 8
+    factor = value(samples, "radiod_encode_realtime_factor", worker="pool-1")
+    assert 30 < factor <= 35  # 3.5 s of audio over 0.1 s of work (and six instant chunks)
+    assert ("radiod_encode_realtime_factor", (("worker", "inline"),)) not in samples
+
+
+def test_metrics_config_names_the_key_and_what_it_expects() -> None:
+    with pytest.raises(ConfigError, match=r"metrics.allowed_ips: 'nope': expected an IP address"):
+        parse_config({"metrics": {"allowed_ips": ["10.0.0.0/8", "nope"]}})
+    with pytest.raises(ConfigError, match=r"metrics.allowed_ips = '::1': expected a list"):
+        parse_config({"metrics": {"allowed_ips": "::1"}})
+    assert parse_config({}).metrics.allowed_ips == ("127.0.0.1", "::1")
