@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from radiod.audit import audit_lines, render_human
 from tests.conftest import ClientFactory, LogCapture, create_session, read_bytes, wait_until
+from tests.test_audit import T0, FakeLog, spaced
 from tests.test_metrics import scrape, value
 from tests.test_supervision import inject_join_bug
 
@@ -72,3 +75,20 @@ async def test_audit_flags_stalls_the_server_never_saw_and_failures_no_listener_
     crashes = "radiod_mixer_crashes_total"
     assert value(samples, crashes, worker="inline", kind="pipeline_failed") == 2
     assert value(samples, "radiod_client_reports_total", kind="buffering") == 3
+
+
+def test_skips_and_drops_count_for_their_session_only_inside_the_window() -> None:
+    log = FakeLog()
+    audio = FakeLog._request("c1", "audio", "session_a")
+    log.at(1).emit("stream.reader_skipped", skipped_seconds=2.5, **audio)
+    log.at(2).emit("stream.reader_skipped", skipped_seconds=1.0, **audio)
+    log.at(3).emit("stream.slow_client_dropped", **audio)
+    log.at(3).emit("events.slow_client_dropped", **FakeLog._request("c1", "events", "session_a"))
+    log.at(4).emit("stream.reader_skipped", skipped_seconds=9.0)  # about no session
+    log.at(90).emit("stream.reader_skipped", skipped_seconds=7.0, **audio)  # after --until
+    report = audit_lines(log.lines, until=T0 + timedelta(seconds=60))
+    (view,) = report.listener_view
+    assert (view.server.skips, view.server.skipped_seconds) == (2, 3.5)
+    assert (view.server.audio_drops, view.server.events_drops) == (1, 1)
+    assert view.disagreement == "unreported" and view.client.clients == 0
+    assert audit_lines(spaced(log.lines)).to_json() == audit_lines(log.lines).to_json()
