@@ -8,10 +8,22 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e.test_controls import BLOCKABLE_AUTOPLAY
+
 pytestmark = pytest.mark.e2e
 
 # Quick verdicts, so the cut is judged within seconds (the defaults are 8 s and 12 s).
 HEALTH = {"degraded_after_ms": 2000, "dead_after_ms": 5000, "check_interval_ms": 500}
+
+
+# Playwright's calls count as a user gesture (and renew it), so the page clicks play itself
+# once the gesture has expired, and the test waits on the server's log, not on the page.
+PLAY_WITHOUT_ACTIVATION = """
+window.__blockAutoplay = true;
+const press = () => navigator.userActivation.isActive
+  ? setTimeout(press, 100) : document.getElementById('btn-play').click();
+setTimeout(press, 100);
+"""
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -64,3 +76,24 @@ def test_a_cut_stream_is_reported_by_the_page_with_its_session(radiod, open_play
     assert view["client"]["restarts"] == 1 and view["client"]["stalls"] >= 1
     assert view["disagreement"] == "network"  # the listener stalled; the server saw nothing
     metrics(cut_to_restart_report_s=reported_at - cut_at)
+
+
+def test_a_refused_play_and_an_sse_reconnect_are_reported(radiod, open_player):
+    server = radiod()
+    player = open_player(server)
+    player.context.add_init_script(BLOCKABLE_AUTOPLAY)
+    player.open()
+    session_id = player.state()["sessionId"]
+    player.page.evaluate(PLAY_WITHOUT_ACTIVATION)
+    (refused,) = server.log.wait_for("client.play_refused", session_id=session_id)
+    assert player.state()["awaitingGesture"]
+    (connected,) = server.log.events("events.connected", session_id=session_id)
+    assert refused["client_id"] == connected["client_id"]
+
+    player.page.click("#btn-resume")  # the tap: now it plays
+    player.wait_playing(seconds=1.0)
+    assert server.post(f"/_faults/sessions/{session_id}/cut-events")["cut"] == 1
+    (reconnect,) = server.log.wait_for("client.sse_reconnect", session_id=session_id)
+    assert reconnect["attempt"] == 1 and reconnect["delay_ms"] == 2000
+    server.log.wait_for("events.connected", count=2, session_id=session_id)
+    assert not server.log.events("client.restart")
