@@ -40,14 +40,8 @@ const session = new CurrentSession(endpoints.createSession, {
     if (fresh) nowPlaying.newSession();
   },
 });
-const reporter = new HealthReporter(endpoints.sessions, {
-  listenerId: () => player.listenerId,
-  playRefused: () => player.awaitingGesture,
-});
-const history = new History(
-  () => session.id,
-  (entry) => reporter.observe(entry),
-);
+const reporter = new HealthReporter(endpoints.sessions, () => player);
+const history = new History(() => session.id, (entry) => reporter.observe(entry));
 
 function showStatus(channel, status) {
   history.record(channel, status);

@@ -25,13 +25,12 @@ const clampMs = (ms) => Math.max(0, Math.min(MAX_MS, Math.round(ms)));
 export class HealthReporter {
   /**
    * @param {string} sessionsEndpoint e.g. '/sessions'
-   * @param {{listenerId:Function, playRefused:Function}} page  the current `listener`
-   *   nonce, and whether play() is waiting for a tap
+   * @param {Function} player  the Player (player.js), once it exists: its `listener` nonce
+   *   and whether play() is waiting for a tap
    */
-  constructor(sessionsEndpoint, { listenerId, playRefused }) {
+  constructor(sessionsEndpoint, player) {
     this.endpoint = sessionsEndpoint;
-    this.listenerId = listenerId;
-    this.playRefused = playRefused;
+    this.player = player;
     this.heard = false; // the current source has played: a `waiting` now is a stall
     this.bufferingSince = null;
   }
@@ -74,7 +73,9 @@ export class HealthReporter {
       // connecting (a new source), paused, dead, reconnecting, idle: this spell is over.
       if (status === 'connecting') this.heard = false;
       this.bufferingSince = null;
-      if (status === 'paused' && this.playRefused()) this.send(sessionId, { kind: 'play_refused' });
+      if (status === 'paused' && this.player().awaitingGesture) {
+        this.send(sessionId, { kind: 'play_refused' });
+      }
     }
   }
 
@@ -88,7 +89,7 @@ export class HealthReporter {
   send(sessionId, report) {
     if (!sessionId) return;
     const url = `${this.endpoint}/${encodeURIComponent(sessionId)}/health`;
-    const listenerId = this.listenerId();
+    const { listenerId } = this.player();
     const body = JSON.stringify(listenerId ? { ...report, listenerId } : report);
     try {
       if (navigator.sendBeacon?.(url, body)) return;
