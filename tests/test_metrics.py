@@ -5,19 +5,30 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from radiod.app import create_app
 from radiod.audio.ring import Chunk, Ring
 from radiod.audio.runner import _Pace
 from radiod.config import ConfigError, parse_config
+from radiod.library import Track
 from radiod.metrics import Metrics
-from tests.conftest import ClientFactory, create_session, read_bytes
+from radiod.web import sending
+from tests.conftest import (
+    ClientFactory,
+    LogCapture,
+    create_session,
+    make_config,
+    read_bytes,
+)
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 DASHBOARD = Path(__file__).resolve().parents[1] / "contrib" / "grafana-dashboard.json"
@@ -196,3 +207,33 @@ def test_metrics_config_names_the_key_and_what_it_expects() -> None:
     with pytest.raises(ConfigError, match=r"metrics.allowed_ips = '::1': expected a list"):
         parse_config({"metrics": {"allowed_ips": "::1"}})
     assert parse_config({}).metrics.allowed_ips == ("127.0.0.1", "::1")
+
+
+async def _small_send_buffer(request: web.Request, response: web.StreamResponse) -> None:
+    """A slow link: the server's socket buffers little, so a stuck client blocks it soon."""
+    if request.path == "/stream" and request.transport is not None:
+        sock = request.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+
+
+async def test_a_client_that_takes_nothing_is_dropped_and_counted(
+    demo_tracks: list[Track], log_capture: LogCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sending, "WRITE_TIMEOUT_SECONDS", 1.0)
+    app = create_app(make_config(), demo_tracks)
+    app.on_response_prepare.append(_small_send_buffer)
+    async with TestClient(TestServer(app)) as client:
+        session_id = await create_session(client)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", client.port))
+        request = f"GET /stream?session={session_id} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        await asyncio.get_running_loop().sock_sendall(sock, request.encode())
+        # It never reads: once the buffers are full, a write waits past the timeout.
+        drops = "radiod_slow_client_drops_total"
+        samples = await eventually(client, lambda s: value(s, drops, channel="audio") == 1)
+        sock.close()
+    assert value(samples, drops, channel="events") == 0
+    (line,) = log_capture.events("stream.slow_client_dropped")
+    assert line["session_id"] == session_id
