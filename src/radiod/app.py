@@ -18,8 +18,19 @@ from radiod.audio.loudness_sweep import loudness_sweep_ctx
 from radiod.catalog import Catalog, as_catalog
 from radiod.config import Config
 from radiod.library import LiveLibrary, Track
+from radiod.metrics import METRICS, Metrics, count_response
 from radiod.sessions import SessionRegistry
-from radiod.web import api, covers, events, faults, pages, share, stream
+from radiod.web import (
+    api,
+    covers,
+    events,
+    faults,
+    health_reports,
+    metrics_route,
+    pages,
+    share,
+    stream,
+)
 from radiod.web.context import context_middleware, set_client_cookie
 from radiod.web.guards import CREATE_LIMITER, CreateLimiter, guard_middleware
 from radiod.web.keys import CONFIG, REGISTRY, STARTED
@@ -46,7 +57,10 @@ def create_app(config: Config, tracks: Catalog | Sequence[Track]) -> web.Applica
     app[CREATE_LIMITER] = CreateLimiter(config.limits)
     app[STARTED] = time.time()
     app[covers.TRACK_INDEX] = covers.TrackIndex(catalog)
+    app[METRICS] = metrics = Metrics()
+    app[health_reports.REPORT_LIMITER] = health_reports.ReportLimiter()
     app.on_response_prepare.append(set_client_cookie)
+    app.on_response_prepare.append(count_response)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(WEB_ROOT / "templates"),
@@ -58,14 +72,17 @@ def create_app(config: Config, tracks: Catalog | Sequence[Track]) -> web.Applica
     app.add_routes(stream.routes)
     app.add_routes(share.routes)
     app.add_routes(covers.routes)
+    app.add_routes(health_reports.routes)
+    app.add_routes(metrics_route.routes)
     if config.testing.fault_hooks:
         log.warning("server.fault_hooks_enabled")
         app.add_routes(faults.routes)
     app.router.add_static("/static/", WEB_ROOT / "static")
 
     async def registry_ctx(app: web.Application) -> AsyncIterator[None]:
-        registry = SessionRegistry(config, catalog)
+        registry = SessionRegistry(config, catalog, metrics)
         app[REGISTRY] = registry
+        metrics.count_sessions(registry.sessions)
         registry.start_reaper()
         sampler = asyncio.create_task(registry.admission.run())
         yield

@@ -10,6 +10,7 @@ as a traceback deep inside the mixer. Environment variables of the form
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -120,6 +121,15 @@ class HealthConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    # Addresses or networks (CIDR) that may read GET /metrics; behind a proxy every client
+    # has the proxy's address, so list only what reaches radiod directly.
+    allowed_ips: tuple[str, ...] = _spec(("127.0.0.1", "::1"))
+    # A bearer token that also opens GET /metrics, from any address; empty: none.
+    token: str = _spec("")
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     format: str = _spec("json", choices=("json", "console"))
     level: str = _spec("info", choices=("debug", "info", "warning", "error"))
@@ -142,6 +152,7 @@ class Config:
     session: SessionConfig = field(default_factory=SessionConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     testing: TestingConfig = field(default_factory=TestingConfig)
 
@@ -230,6 +241,14 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
                 f"server.allowed_origins: {origin!r}: expected scheme://host[:port], "
                 "e.g. 'https://radio.example.com'"
             )
+    for entry in config.metrics.allowed_ips:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"metrics.allowed_ips: {entry!r}: expected an IP address or network, "
+                "e.g. '127.0.0.1' or '10.0.0.0/8'"
+            ) from None
     if config.health.dead_after_ms <= config.health.degraded_after_ms:
         raise ConfigError(
             f"health.dead_after_ms = {config.health.dead_after_ms}: expected more than "

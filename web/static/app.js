@@ -14,7 +14,9 @@
 //   nowplaying.js  what is audible now (timeline.js), on screen and in the media session
 //   volume.js, keys.js   the listener's volume and keys
 //   view.js        the DOM;  debug.js  window.radiod, read-only
+//   beacons.js     health transitions reported to the server (POST /sessions/ID/health)
 
+import { HealthReporter } from './beacons.js';
 import { exposeDebugWindow, History } from './debug.js';
 import { EventChannel, EVENTS_STATUS } from './events.js';
 import { AUDIO_STATUS, AudioHealth } from './health.js';
@@ -47,7 +49,8 @@ const session = new CurrentSession(endpoints.createSession, {
       onExpired: () => view.notice('share', EXPIRED_INVITATION, { clearAfterMs: 6000 }),
     }),
 });
-const history = new History(() => session.id);
+const reporter = new HealthReporter(endpoints.sessions, () => player);
+const history = new History(() => session.id, (entry) => reporter.observe(entry));
 
 function showStatus(channel, status) {
   history.record(channel, status);
@@ -65,7 +68,10 @@ const health = new AudioHealth(audio, config.health, {
     }
     player.showState();
   },
-  onDead: (reason) => recovery.audioDied(reason),
+  onDead(reason) {
+    reporter.dead(session.id, reason, health.lastAdvanceAt);
+    recovery.audioDied(reason);
+  },
   onAdvance: (_currentTime, now) => player.advanced(now),
 });
 

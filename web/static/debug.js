@@ -10,15 +10,21 @@ const HISTORY_LIMIT = 500;
 
 /** The channels' story: [{at, channel, status, sessionId, ...extra}], newest last. */
 export class History {
-  /** @param {Function} sessionId  the session current at the time of recording */
-  constructor(sessionId) {
+  /**
+   * @param {Function} sessionId  the session current at the time of recording
+   * @param {Function} onRecord  told every entry as it is recorded (beacons.js)
+   */
+  constructor(sessionId, onRecord = () => {}) {
     this.sessionId = sessionId;
+    this.onRecord = onRecord;
     this.entries = [];
   }
 
   record(channel, status, extra = {}) {
-    this.entries.push({ at: Date.now(), channel, status, sessionId: this.sessionId(), ...extra });
+    const entry = { at: Date.now(), channel, status, sessionId: this.sessionId(), ...extra };
+    this.entries.push(entry);
     if (this.entries.length > HISTORY_LIMIT) this.entries.shift();
+    this.onRecord(entry);
   }
 }
 

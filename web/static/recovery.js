@@ -133,6 +133,7 @@ export class Recovery {
     console.log(message);
     this.sseFailures += 1;
     const delay = backoffMs(this.sseFailures, SSE_RETRY_BASE_MS, MAX_BACKOFF_MS);
+    this.record('events', 'retry', { attempt: this.sseFailures, delayMs: delay });
     this.events.setStatus(EVENTS_STATUS.reconnecting);
     const text = this.player.wantPlaying
       ? 'Live updates interrupted — reconnecting in {s} (the audio is fine)'

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -59,11 +60,19 @@ class Ring:
         ring_seconds: how much audio to keep; a reader further behind is skipped forward.
         burst_seconds: how far behind the newest chunk a new reader starts, so its player
             fills its buffer at once (4 s: see `StreamConfig.burst_seconds`).
+        on_skip: told the seconds of audio each skipped reader missed (metrics).
     """
 
-    def __init__(self, *, ring_seconds: float, burst_seconds: float) -> None:
+    def __init__(
+        self,
+        *,
+        ring_seconds: float,
+        burst_seconds: float,
+        on_skip: Callable[[float], None] | None = None,
+    ) -> None:
         self.ring_seconds = ring_seconds
         self.burst_seconds = burst_seconds
+        self.on_skip = on_skip
         self._chunks: deque[Chunk] = deque()
         # Absolute index (count of chunks ever pushed) of `_chunks[0]`: reader cursors are
         # absolute indexes, so dropping from the left never moves them.
@@ -246,7 +255,9 @@ class RingReader:
         ring = self._ring
         live = ring._live_index()
         resume = ring._chunk(live).stream_time
-        skipped = resume - (self._delivered_until or ring.tail_time)
-        log.warning("stream.reader_skipped", skipped_seconds=round(max(skipped, 0.0), 3))
+        skipped = max(resume - (self._delivered_until or ring.tail_time), 0.0)
+        log.warning("stream.reader_skipped", skipped_seconds=round(skipped, 3))
+        if ring.on_skip is not None:
+            ring.on_skip(skipped)
         self._cursor = live
         return live

@@ -62,6 +62,45 @@ class MixerSink(Protocol):
         ...
 
 
+class MixerStats(Protocol):
+    """Figures a mixer reports as it runs, from its own thread (`radiod.metrics.WorkerStats`).
+
+    A mixer in a worker process reports to a stats object that relays them to the HTTP
+    process, where they count under that worker's label.
+    """
+
+    def chunk_produced(self, audio_seconds: float, busy_seconds: float) -> None: ...
+
+    def underrun(self) -> None:
+        """Production fell behind the wall clock: listeners have used up their burst."""
+        ...
+
+    def pipeline_failed(self) -> None: ...
+
+    def mixer_failed(self) -> None: ...
+
+    def tracks_failed(self, count: int) -> None: ...
+
+
+class _Uncounted:
+    """`MixerStats` for a mixer nobody counts (tests, benchmarks)."""
+
+    def chunk_produced(self, audio_seconds: float, busy_seconds: float) -> None:
+        pass
+
+    def underrun(self) -> None:
+        pass
+
+    def pipeline_failed(self) -> None:
+        pass
+
+    def mixer_failed(self) -> None:
+        pass
+
+    def tracks_failed(self, count: int) -> None:
+        pass
+
+
 class Mixer:
     """Runs `mix()` in a thread, `burst_seconds` ahead of the wall clock, into a `MixerSink`.
 
@@ -71,6 +110,7 @@ class Mixer:
         stream: `burst_seconds` sets how far ahead of the live point production runs.
         sink: receives header, chunks and events (from the mixer thread).
         seed: reproducible playlist order.
+        stats: where it reports its speed, underruns and failures.
     """
 
     def __init__(
@@ -81,12 +121,14 @@ class Mixer:
         sink: MixerSink,
         *,
         seed: int | None = None,
+        stats: MixerStats | None = None,
     ) -> None:
         self._tracks = tracks
         self._audio = audio
         self._burst = stream.burst_seconds
         self._sink = sink
         self._seed = seed
+        self._stats = stats if stats is not None else _Uncounted()
         self.content_type = CONTENT_TYPES[audio.codec]
         self._skip = threading.Event()
         self._lock = threading.Lock()
@@ -159,21 +201,18 @@ class Mixer:
             )
         output = self._output
         # Re-anchor: the live point is what has been produced, and a fresh burst goes out now.
-        anchor_wall = time.monotonic()
         anchor_stream = self._produced_until
         log.info("mixer.started", stream_time=round(anchor_stream, 3), codec=self._audio.codec)
+        pace = _Pace(self._stats, self._burst)
         try:
             while not stop.is_set():
                 item = next(output)
                 self._dispatch(item)
                 if isinstance(item, Chunk):
-                    ahead = (
-                        (self._produced_until - anchor_stream)
-                        - (time.monotonic() - anchor_wall)
-                        - self._burst
-                    )
+                    ahead = pace.produced(item.duration, self._produced_until - anchor_stream)
                     if ahead > 0 and stop.wait(ahead):
                         break
+                    pace.resumed()
         except Exception as exc:
             # Failures the pipeline could recover from never get here (it rebuilds itself):
             # this one ends the session, so its clients restart on a new one rather than
@@ -184,6 +223,7 @@ class Mixer:
                 error=str(exc) if isinstance(exc, MixerGaveUp) else repr(exc),
                 exc_info=not isinstance(exc, MixerGaveUp),
             )
+            self._stats.mixer_failed()
             self.failed = True
             self._output = None
             output.close()
@@ -220,6 +260,7 @@ class Mixer:
                 retry_seconds=item.silence_seconds,
             )
         elif isinstance(item, PipelineFailed):
+            self._stats.pipeline_failed()
             log.error(
                 "mixer.pipeline_failed",
                 track_id=item.track.track_id if item.track else None,
@@ -244,4 +285,38 @@ class Mixer:
             # A burst (a folder gone): the rest by path, bounded so the line stays readable.
             also_failed=[str(f.track.path) for f in failures[1:MAX_LOGGED_FAILURES]] or None,
         )
+        self._stats.tracks_failed(len(failures))
         self._sink.on_track_failed(first.track, first.reason, len(failures))
+
+
+class _Pace:
+    """One run's production against the wall clock: how long to wait, and what to report.
+
+    Busy time is the wall time from the end of one pacing wait to the next chunk, so the
+    realtime factor it gives includes waiting for the GIL (DESIGN §7: the cost that matters).
+    An underrun is counted when production falls behind the wall clock, once per spell,
+    and only after the run was once ahead of it: a first chunk slower than real time (a
+    cold start) keeps a listener waiting for its first bytes, it does not run it dry.
+    """
+
+    def __init__(self, stats: MixerStats, burst: float) -> None:
+        self._stats = stats
+        self._burst = burst
+        self._anchor_wall = self._busy_since = time.monotonic()
+        self._led = False
+        self._behind = False
+
+    def produced(self, duration: float, produced: float) -> float:
+        """A chunk of `duration` brought the run to `produced` seconds: seconds to wait."""
+        now = time.monotonic()
+        self._stats.chunk_produced(duration, now - self._busy_since)
+        lead = produced - (now - self._anchor_wall)
+        behind = self._led and lead < 0
+        if behind and not self._behind:
+            self._stats.underrun()
+        self._behind = behind
+        self._led = self._led or lead > 0
+        return lead - self._burst
+
+    def resumed(self) -> None:
+        self._busy_since = time.monotonic()

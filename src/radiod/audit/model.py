@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from radiod.audit.listener_view import SessionView
 
 SCHEMA_VERSION = 1
 # A session.created this soon after the client's audio went away counts as a restart.
@@ -19,7 +22,14 @@ EXAMPLES = 5
 AUDIO, EVENTS = "audio", "events"  # the two channels a client attaches to a session
 
 # Events whose lines must carry session_id: they are always about one session.
-SESSION_SCOPED_PREFIXES = ("stream.", "events.", "mixer.", "session.", "split_session.")
+SESSION_SCOPED_PREFIXES = (
+    "stream.",
+    "events.",
+    "mixer.",
+    "session.",
+    "split_session.",
+    "client.",
+)
 # Channels whose request lines must carry session_id (api and page may come before one exists).
 SESSION_CHANNELS = frozenset({AUDIO, EVENTS})
 
@@ -53,8 +63,8 @@ KEPT_EVENTS = {
     "server.started": EventKind.SERVER_STARTED,
     "server.stopped": EventKind.SERVER_STOPPED,
 }
-# Counted (when in the window) but not replayed: the page said it restarted.
-RESTART_EVENT = "session.restart"
+# Counted (when in the window) but not replayed: the page said it restarted (its report).
+RESTART_EVENT = "client.restart"
 # The field that names a channel's connection, on its connect and close lines.
 CONNECTION_ID_FIELD = {
     EventKind.AUDIO_OPEN: "listener_id",
@@ -387,6 +397,8 @@ class AuditReport:
     skipped_examples: tuple[LineNote, ...]
     since: int | None = None
     until: int | None = None
+    # Sessions with listener reports or server-side trouble (`listener_view`).
+    listener_view: tuple[SessionView, ...] = ()
 
     @property
     def clean(self) -> bool:
@@ -398,8 +410,12 @@ class AuditReport:
         return 0 if self.clean else 1
 
     def to_json(self) -> dict[str, Any]:
-        """The `--json` document (schema version 1; see the README)."""
-        return {
+        """The `--json` document (schema version 1; see the README).
+
+        `listener_view` is there only when a session has something in it, so a log
+        without health reports audits to the same document as before the key existed.
+        """
+        document = {
             "version": SCHEMA_VERSION,
             "clean": self.clean,
             "summary": self.summary.to_json(self.since, self.until),
@@ -424,3 +440,6 @@ class AuditReport:
                 "examples": [note.skipped_json() for note in self.skipped_examples],
             },
         }
+        if self.listener_view:
+            document["listener_view"] = [session.to_json() for session in self.listener_view]
+        return document

@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from radiod.audit.listener_view import VIEW_EVENTS, SessionView, ViewTally
 from radiod.audit.model import (
     CONNECTION_ID_FIELD,
     EXAMPLES,
@@ -44,7 +45,7 @@ from radiod.audit.model import (
 # Byte-level prefilter. orjson writes `"event":"…"` with no spaces; a line written some
 # other way simply takes the slow path, so the prefilter can only cost time, never findings.
 _EVENT_KEY = b'"event":"'
-_KEPT_VALUES = tuple(f'{name}"'.encode() for name in (*KEPT_EVENTS, RESTART_EVENT))
+_KEPT_VALUES = tuple(f'{name}"'.encode() for name in (*KEPT_EVENTS, *sorted(VIEW_EVENTS)))
 _SCOPED_VALUES = tuple(prefix.encode() for prefix in SESSION_SCOPED_PREFIXES)
 # The fast path also needs the timestamp radiod writes, last on the line: UTC ("Z"), a date
 # that exists in years 1000-9999, a time of day, 0 or 6 digits of fraction. Any other
@@ -128,6 +129,7 @@ class ReadLog:
     last_ts: int | None
     kept: tuple[KeptLine, ...]
     restarts_logged: int
+    listener_view: tuple[SessionView, ...]
     untagged: UntaggedLines
     skipped: SkippedLines
 
@@ -158,6 +160,7 @@ class LogReader:
     _kept: list[KeptLine] = field(default_factory=list)
     _strings: dict[str, str] = field(default_factory=dict)
     _restarts_logged: int = 0
+    _views: ViewTally = field(default_factory=ViewTally)
     _untagged: _NoteTally = field(default_factory=_NoteTally)  # counted by event
     _missing_tags: dict[str, int] = field(default_factory=dict)  # tag → lines missing it
     _skipped: _NoteTally = field(default_factory=_NoteTally)
@@ -180,6 +183,7 @@ class LogReader:
             last_ts=self._last_ts,
             kept=tuple(self._kept),
             restarts_logged=self._restarts_logged,
+            listener_view=self._views.finish(),
             untagged=UntaggedLines(
                 count=sum(by_event.values()),
                 missing=dict(self._missing_tags),
@@ -288,8 +292,10 @@ class LogReader:
         kind = KEPT_EVENTS.get(event)
         if kind is not None:
             self._kept.append(self._kept_line(record, kind, ts, src, number))
-        elif event == RESTART_EVENT and in_window:
-            self._restarts_logged += 1
+        elif in_window and event in VIEW_EVENTS:
+            self._views.see(event, record, ts)
+            if event == RESTART_EVENT:
+                self._restarts_logged += 1
 
     def _kept_line(
         self, record: dict[str, Any], kind: EventKind, ts: int, src: int, number: int

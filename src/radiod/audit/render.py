@@ -21,6 +21,7 @@ def render_human(report: AuditReport) -> str:
     out += _live_only_splits(report)
     out += _untagged(report)
     out += _orphans(report)
+    out += _listener_view(report)
     out += _summary(report)
     return "\n".join(out) + "\n"
 
@@ -115,6 +116,33 @@ def _orphans(report: AuditReport) -> list[str]:
         ]
         out += _table(rows, indent="    ")
     return out
+
+
+def _listener_view(report: AuditReport) -> list[str]:
+    """Per session: what listeners reported beside what the server did; disagreements first."""
+    views = report.listener_view
+    if not views:
+        return []
+    disagree = sum(1 for view in views if view.disagreement is not None)
+    rows = [["session", "clients", "stalls", "buffering", "restarts", "server saw", "verdict"]]
+    for view in views:
+        client, server = view.client, view.server
+        reasons = ", ".join(f"{reason} {n}" for reason, n in client.restart_reasons.items())
+        rows.append(
+            [
+                view.session_id,
+                str(client.clients),
+                str(client.stalls),
+                f"{client.buffering_seconds:.1f} s",
+                f"{client.restarts}" + (f" ({reasons})" if reasons else ""),
+                f"{server.skips} skips ({server.skipped_seconds:.1f} s), "
+                f"{server.audio_drops} drops, "
+                f"{server.pipeline_failures + server.session_failures} mixer failures",
+                view.disagreement or "agree",
+            ]
+        )
+    title = f"LISTENER VIEW ({len(views)} session(s), {disagree} disagree)"
+    return ["", title, *_table(rows)]
 
 
 def _summary(report: AuditReport) -> list[str]:

@@ -403,6 +403,7 @@ class _Replay:
             skipped_examples=skipped.examples,
             since=self.since,
             until=self.until,
+            listener_view=self.log.listener_view,
         )
 
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -15,6 +16,9 @@ from radiod.catalog import Catalog
 from radiod.config import Config
 from radiod.sessions.ids import new_token
 from radiod.sessions.session import Session
+
+if TYPE_CHECKING:
+    from radiod.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -29,9 +33,10 @@ class SessionLimitError(Exception):
 class SessionRegistry:
     """All sessions of this process, the cookie bindings, and the idle reaper."""
 
-    def __init__(self, config: Config, catalog: Catalog) -> None:
+    def __init__(self, config: Config, catalog: Catalog, metrics: Metrics) -> None:
         self._config = config
         self._catalog = catalog
+        self._metrics = metrics
         self._sessions: dict[str, Session] = {}
         self._closing: set[asyncio.Task[None]] = set()  # failed sessions being reaped
         self._bindings: OrderedDict[str, str] = OrderedDict()
@@ -64,6 +69,7 @@ class SessionRegistry:
             self._catalog,
             asyncio.get_running_loop(),
             self._session_failed,
+            self._metrics,
         )
         self._sessions[session_id] = session
         self.bind(client_id, session_id)

@@ -15,7 +15,7 @@ import contextlib
 import contextvars
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -28,6 +28,9 @@ from radiod.library import Track
 from radiod.sessions.event_hub import EventClient, EventHub, SessionEvent
 from radiod.sessions.listeners import Listener, Listeners
 from radiod.sessions.now_playing import NowPlaying
+
+if TYPE_CHECKING:
+    from radiod.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -138,15 +141,20 @@ class Session:
         catalog: Catalog,
         loop: asyncio.AbstractEventLoop,
         on_failed: Callable[[Session], None],
+        metrics: Metrics,
     ) -> None:
         self.id = session_id
         self.created_by = client_id
         self.created_at = time.time()
         self.last_active = time.monotonic()
         self.ring = Ring(
-            ring_seconds=config.stream.ring_seconds, burst_seconds=config.stream.burst_seconds
+            ring_seconds=config.stream.ring_seconds,
+            burst_seconds=config.stream.burst_seconds,
+            on_skip=metrics.listener_skipped,
         )
-        self.mixer = Mixer(catalog, config.audio, config.stream, _LoopSink(self, loop))
+        self.mixer = Mixer(
+            catalog, config.audio, config.stream, _LoopSink(self, loop), stats=metrics.worker()
+        )
         self._on_failed = on_failed
         self._listeners = Listeners()
         self._switch = MixerSwitch(

@@ -93,7 +93,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             pass  # the browser went away; it reconnects on its own terms
         except TimeoutError:
             log.warning("events.slow_client_dropped", timeout_seconds=WRITE_TIMEOUT_SECONDS)
-            drop(request)
+            drop(request, "events")
         finally:
             session.unsubscribe(client)
             log.info("events.closed")

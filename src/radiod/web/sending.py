@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from radiod.metrics import METRICS
+
 WRITE_TIMEOUT_SECONDS = 30.0
 # A write this big can fill an empty socket buffer by itself (a 4 s burst is ~64 kB).
 _MAY_WAIT_BYTES = 16384
@@ -39,7 +41,8 @@ async def send(
         await write(data)
 
 
-def drop(request: web.BaseRequest) -> None:
-    """Abort a stuck client's connection at once."""
+def drop(request: web.Request, channel: str) -> None:
+    """Abort a stuck client's connection (`channel`: "audio" or "events") at once."""
+    request.app[METRICS].client_dropped(channel)
     if request.transport is not None:
         request.transport.abort()

@@ -78,7 +78,7 @@ async def _attached(
         yield listener, reader
     except TimeoutError:
         log.warning("stream.slow_client_dropped", timeout_seconds=WRITE_TIMEOUT_SECONDS)
-        drop(request)
+        drop(request, "audio")
     except ConnectionError:
         pass  # the client left; that is how every stream ends
     finally:
