@@ -22,6 +22,7 @@ from radiod.web import api, events, faults, pages, stream
 from radiod.web.context import context_middleware, set_client_cookie
 from radiod.web.guards import CREATE_LIMITER, CreateLimiter, guard_middleware
 from radiod.web.keys import CONFIG, REGISTRY, STARTED
+from radiod.web.session_cookie import set_session_cookie
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +46,7 @@ def create_app(config: Config, tracks: Catalog | Sequence[Track]) -> web.Applica
     app[CREATE_LIMITER] = CreateLimiter(config.limits)
     app[STARTED] = time.time()
     app.on_response_prepare.append(set_client_cookie)
+    app.on_response_prepare.append(set_session_cookie)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(WEB_ROOT / "templates"),
