@@ -114,6 +114,9 @@ async def run_cluster(config: Config, config_path: Path | None, out: TextIO = sy
     upstreams = loopback_upstreams(config)
     secret = config.server.secret or secrets.token_urlsafe(32)
     listen = f"{config.cluster.proxy_host}:{config.cluster.proxy_port}"
+    serve = [sys.executable, "-m", "radiod", "serve"]
+    if config_path is not None:
+        serve += ["--config", str(config_path)]
     with tempfile.TemporaryDirectory(prefix="radiod-nginx-") as runtime:
         conf = Path(runtime) / "nginx.conf"
         conf.write_text(
@@ -125,33 +128,41 @@ async def run_cluster(config: Config, config_path: Path | None, out: TextIO = sy
                 foreground=True,
             )
         )
-        serve = [sys.executable, "-m", "radiod", "serve"]
-        if config_path is not None:
-            serve += ["--config", str(config_path)]
         instances = [
             await _spawn(u.node, serve, instance_env(config, u, secret), out) for u in upstreams
         ]
-        proxy = await _spawn(
-            "nginx", [nginx, "-p", runtime, "-c", str(conf), "-e", "stderr"], dict(os.environ), out
-        )
-        children = [*instances, proxy]
-        out.write(f" cluster | http://{listen}/ -> {', '.join(u.address for u in upstreams)}\n")
-        out.flush()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        waits = [asyncio.ensure_future(c.process.wait()) for c in children]
-        stopper = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([stopper, *waits], return_when=asyncio.FIRST_COMPLETED)
-        failed = [c.name for c in children if c.process.returncode is not None]
+        argv = [nginx, "-p", runtime, "-c", str(conf), "-e", "stderr"]
+        proxy = await _spawn("nginx", argv, dict(os.environ), out)
+        addresses = ", ".join(u.address for u in upstreams)
+        _say(out, f"http://{listen}/ -> {addresses} (Ctrl-C stops all)")
+        failed = await _watch([*instances, proxy])
         if failed:
-            out.write(f" cluster | {', '.join(failed)} exited by itself: stopping the others\n")
+            _say(out, f"{', '.join(failed)} exited by itself: stopping the others")
         # The proxy first (fast shutdown: its endless responses would hold a graceful one),
         # then the instances (SIGINT: stop now; SIGTERM would drain).
         await _stop(proxy, signal.SIGTERM)
         await asyncio.gather(*(_stop(c, signal.SIGINT) for c in instances))
+        _say(out, "stopped")
+    return 1 if failed else 0
+
+
+def _say(out: TextIO, text: str) -> None:
+    out.write(f"{'cluster':>8} | {text}\n")
+    out.flush()
+
+
+async def _watch(children: list[Child]) -> list[str]:
+    """Wait for SIGINT/SIGTERM or for a child to exit; the names of children that exited."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    waits = [asyncio.ensure_future(c.process.wait()) for c in children]
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([stopper, *waits], return_when=asyncio.FIRST_COMPLETED)
+    finally:
         stopper.cancel()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-    return 1 if failed else 0
+    return [c.name for c in children if c.process.returncode is not None]
