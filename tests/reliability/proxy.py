@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +67,12 @@ class Nginx:
         )
         (folder / "nginx.conf").write_text(config)
         argv = [nginx_or_skip(), "-p", str(folder), "-c", str(folder / "nginx.conf")]
-        self.process = subprocess.Popen([*argv, "-e", str(self.error_log)])
+        self.process = subprocess.Popen(
+            [*argv, "-e", str(self.error_log)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.trusted_from = trusted_from
 
     @property
@@ -84,6 +90,18 @@ class Nginx:
             return False
 
         await wait_for(answers, 20, "nginx to listen")
+
+    def wait_listening(self, timeout: float = 20.0) -> None:
+        """`started` for sync callers (Playwright's sync API runs its own loop in the thread)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                pytest.fail(f"nginx exited: {self.error_log.read_text()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"nginx not listening after {timeout} s")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         if self.process.poll() is None:
