@@ -1,7 +1,7 @@
 """How many sessions do two radiod instances behind nginx hold, against one? What does the
 proxy itself cost per listener?
 
-    .venv/bin/python bench/cluster.py                    # short: ~1.5 minutes
+    .venv/bin/python bench/cluster.py                    # short: ~1-2 minutes
     .venv/bin/python bench/cluster.py --full             # full: until admission says full
                                                          # (up to 200 sessions), 60 s holds
 
@@ -255,7 +255,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="200 sessions max, 60 s holds")
     parser.add_argument("--max-sessions", type=int, default=24)
-    parser.add_argument("--full-after", type=float, default=8.0, help="refused this long = full")
+    parser.add_argument("--full-after", type=float, default=12.0, help="refused this long = full")
     parser.add_argument("--listeners", type=int, default=5, help="listeners per session")
     parser.add_argument("--hold", type=float, default=10.0)
     parser.add_argument("--library", default="", help="music folder (default: the demo)")
