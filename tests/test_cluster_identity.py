@@ -8,18 +8,22 @@ import json
 import logging
 import re
 
+import aiohttp
 import pytest
 import structlog
 from aiohttp import ClientSession, DummyCookieJar
 
+from radiod.app import create_app
+from radiod.cli import start_server
 from radiod.config import ConfigError, parse_config
+from radiod.library import Track
 from radiod.logs import configure_logging
 from radiod.node import derived_node
 from radiod.sessions import valid_session_id
 from radiod.web.forwarded import forwarded_client
 from radiod.web.keys import REGISTRY
 from radiod.web.session_cookie import SESSION_COOKIE, sign_session_id
-from tests.conftest import ClientFactory, LogCapture, create_session, read_bytes
+from tests.conftest import ClientFactory, LogCapture, create_session, make_config, read_bytes
 
 ID_RE = re.compile(r"session_([a-z0-9-]+)_([A-Za-z0-9_-]{22})")
 
@@ -179,3 +183,41 @@ async def test_a_draining_instance_refuses_new_sessions_with_503(
     stream = await client.get(f"/stream?session={session_id}")
     assert stream.status == 200
     await read_bytes(stream, 4000)
+
+
+async def _open_streams(port: int, count: int) -> list[int]:
+    """Statuses of `count` simultaneous /stream responses from 127.0.0.1 (0: refused)."""
+    statuses = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        created = await http.post(f"http://127.0.0.1:{port}/create-session")
+        session_id = (await created.json())["sessionId"]
+        responses = []
+        for _ in range(count):
+            try:
+                responses.append(
+                    await http.get(f"http://127.0.0.1:{port}/stream?session={session_id}")
+                )
+                statuses.append(responses[-1].status)
+            except aiohttp.ClientError:
+                statuses.append(0)
+        for response in responses:
+            response.close()
+    return statuses
+
+
+@pytest.mark.parametrize(
+    ("trusted", "expected"), [("127.0.0.1", [200] * 4), ("10.9.9.9", [200, 200, 0, 0])]
+)
+async def test_the_trusted_proxy_is_spared_the_per_address_connection_cap(
+    demo_tracks: list[Track], trusted: str, expected: list[int]
+) -> None:
+    # Capped at 3 a client address (the create-session connection is reused for a stream).
+    config = make_config(
+        server={"port": 0, "trusted_proxies": [trusted]}, limits={"connections_per_ip": 3}
+    )
+    runner = await start_server(create_app(config, demo_tracks), config)
+    try:
+        # From the proxy's address every connection is served: nginx caps per client.
+        assert await _open_streams(runner.addresses[0][1], 4) == expected
+    finally:
+        await runner.cleanup()
