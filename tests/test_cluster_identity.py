@@ -206,7 +206,7 @@ async def _open_streams(port: int, count: int) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    ("trusted", "expected"), [("127.0.0.1", [200] * 4), ("10.9.9.9", [200, 200, 0, 0])]
+    ("trusted", "expected"), [("127.0.0.1", [200] * 4), ("10.9.9.9", [200, 200, 200, 0])]
 )
 async def test_the_trusted_proxy_is_spared_the_per_address_connection_cap(
     demo_tracks: list[Track], trusted: str, expected: list[int]
