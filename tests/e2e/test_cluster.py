@@ -44,7 +44,7 @@ def front(radiod: Any, tmp_path: Any) -> Iterator[Front]:
         for node in ("node-a", "node-b")
     }
     upstreams = [Upstream(node, "127.0.0.1", s.port) for node, s in servers.items()]
-    nginx = Nginx(tmp_path / "nginx", upstreams, "127.0.0.1")
+    nginx = Nginx(tmp_path / "nginx", upstreams)
     try:
         nginx.wait_listening()
         yield Front(nginx, servers)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -21,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from radiod.cluster.proxy import Upstream, render_nginx
@@ -49,7 +49,7 @@ def nginx_or_skip() -> str:
 class Nginx:
     """nginx in the foreground with a generated config, logging to files in `folder`."""
 
-    def __init__(self, folder: Path, upstreams: list[Upstream], trusted_from: str) -> None:
+    def __init__(self, folder: Path, upstreams: list[Upstream]) -> None:
         folder.mkdir(exist_ok=True)
         self.folder = folder
         self.port = free_port()
@@ -73,7 +73,6 @@ class Nginx:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.trusted_from = trusted_from
 
     @property
     def url(self) -> str:
@@ -118,14 +117,13 @@ class Namespaces:
     """`ip netns` namespaces and veth pairs made for one test, removed afterwards."""
 
     names: list[str] = field(default_factory=list)
+    host_addresses: list[str] = field(default_factory=list)  # the host's end of each pair
 
     @staticmethod
     def available() -> str | None:
         """Why namespaces cannot be used here, or None."""
         if shutil.which("ip") is None:
             return "the `ip` command (iproute2) is missing"
-        import os
-
         if os.geteuid() != 0:
             return "making network namespaces needs root"
         return None
@@ -136,6 +134,7 @@ class Namespaces:
         host, inner = f"10.213.{index}.1", f"10.213.{index}.2"
         outside, inside = f"rdh{index}-{name[-5:]}", f"rdn{index}-{name[-5:]}"
         self.names.append(name)
+        self.host_addresses.append(host)
         for command in (
             ["ip", "netns", "add", name],
             ["ip", "link", "add", outside, "type", "veth", "peer", "name", inside],
@@ -154,6 +153,7 @@ class Namespaces:
             # Deleting the namespace deletes its veth end, and with it the host's end.
             subprocess.run(["ip", "netns", "delete", name], capture_output=True)
         self.names.clear()
+        self.host_addresses.clear()
 
 
 @dataclass
@@ -195,8 +195,3 @@ def instance_sections(node: str, trusted: str, **sections: dict[str, Any]) -> di
     for name, values in sections.items():
         merged.setdefault(name, {}).update(values)
     return merged
-
-
-async def http_json(http: aiohttp.ClientSession, method: str, url: str) -> tuple[int, Any]:
-    async with http.request(method, url) as response:
-        return response.status, await response.json(content_type=None)

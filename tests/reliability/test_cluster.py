@@ -54,7 +54,8 @@ async def radiod_cluster(tmp_path: Path, demo_library: Path) -> AsyncIterator[St
     def launch(index: int, node: str, host: str, port: int, **sections: Any) -> RadiodProcess:
         prefix, trusted = (), "127.0.0.1"
         if namespaces.names:
-            prefix, trusted = ("ip", "netns", "exec", namespaces.names[index]), f"10.213.{index}.1"
+            prefix = ("ip", "netns", "exec", namespaces.names[index])
+            trusted = namespaces.host_addresses[index]
         merged = instance_sections(node, trusted, **sections)
         merged["server"].update(host=host, port=port)
         process = RadiodProcess(
@@ -75,9 +76,8 @@ async def radiod_cluster(tmp_path: Path, demo_library: Path) -> AsyncIterator[St
             process = launch(index, node, host, port, **sections)
             await process.started()
             instances.append(Instance(node, host, process.port, process))
-        trusted = "10.213.0.1" if netns else "127.0.0.1"
         upstreams = [Upstream(i.node, i.host, i.port) for i in instances]
-        nginx = Nginx(tmp_path / "nginx", upstreams, trusted)
+        nginx = Nginx(tmp_path / "nginx", upstreams)
         proxies.append(nginx)
         await nginx.started()
 
