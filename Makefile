@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install serve demo test lint format bench system-deps clean
+.PHONY: install serve serve-cluster demo test lint format bench system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,17 @@ install: $(STAMP)
 serve: install
 	$(BIN)/radiod serve --config config.toml
 
+# nginx on 127.0.0.1:8080 in front of cluster.instances radiod instances (config.toml
+# [cluster]); Ctrl-C stops them all. Each line of output is prefixed with its process.
+serve-cluster: install system-deps
+	$(BIN)/radiod cluster --config config.toml
+
 demo: install
 	$(BIN)/radiod demo
 
 # Debian's Chromium drives the browser tests (Playwright never downloads a browser here);
-# ffmpeg is the independent reader of our streams and the benchmarks' reference.
+# ffmpeg is the independent reader of our streams and the benchmarks' reference; nginx is
+# the proxy of `make serve-cluster` and the cluster tests; iproute2 gives them `ip netns`.
 # WebKitGTK's WebDriver (with Xvfb for its display, GStreamer's plugins to play MP3) runs
 # the same scenarios in Safari's engine (tests/e2e_webkit); pipx proves `pipx install .`.
 system-deps:
@@ -36,6 +42,8 @@ system-deps:
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
 	done; \
 	command -v pipx >/dev/null || missing="$$missing pipx"; \
+	test -x /usr/sbin/nginx || command -v nginx >/dev/null || missing="$$missing nginx"; \
+	test -x /usr/sbin/ip || command -v ip >/dev/null || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
@@ -60,6 +68,7 @@ bench: install system-deps
 	$(BIN)/python bench/transcode.py
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/cluster.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

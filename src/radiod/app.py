@@ -34,6 +34,7 @@ from radiod.web import (
 from radiod.web.context import context_middleware, set_client_cookie
 from radiod.web.guards import CREATE_LIMITER, CreateLimiter, guard_middleware
 from radiod.web.keys import CONFIG, REGISTRY, STARTED
+from radiod.web.session_cookie import set_session_cookie
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +62,7 @@ def create_app(config: Config, tracks: Catalog | Sequence[Track]) -> web.Applica
     app[health_reports.REPORT_LIMITER] = health_reports.ReportLimiter()
     app.on_response_prepare.append(set_client_cookie)
     app.on_response_prepare.append(count_response)
+    app.on_response_prepare.append(set_session_cookie)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(WEB_ROOT / "templates"),

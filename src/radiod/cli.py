@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import importlib.metadata
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,11 +19,15 @@ from aiohttp import web
 
 from radiod.app import ACCESS_LOG_FORMAT, create_app
 from radiod.audit import cli as audit_cli
+from radiod.cluster import commands as cluster_cli
 from radiod.config import Config, ConfigError, load_config
 from radiod.demo import default_demo_dir, generate_demo_library
+from radiod.drain import until_stopped
 from radiod.library import LibraryError, LiveLibrary
 from radiod.logs import configure_logging
+from radiod.node import node_name
 from radiod.web.guards import ConnectionGuard, GuardedSite
+from radiod.web.keys import REGISTRY
 
 log = structlog.get_logger(__name__)
 DEFAULT_CONFIG = Path("config.toml")
@@ -62,7 +65,11 @@ async def start_server(app: web.Application, config: Config) -> web.AppRunner:
         keepalive_timeout=config.server.keepalive_timeout_seconds,
     )
     await runner.setup()
-    guard = ConnectionGuard(config.limits.connections_per_ip, config.server.header_timeout_seconds)
+    guard = ConnectionGuard(
+        config.limits.connections_per_ip,
+        config.server.header_timeout_seconds,
+        config.server.trusted_proxies,
+    )
     site = GuardedSite(runner, config.server.host, config.server.port, guard=guard)
     try:
         await site.start()
@@ -81,23 +88,28 @@ async def _serve(config: Config, library: LiveLibrary) -> None:
         log.info(
             "server.started", url=f"http://{host}:{port}/", port=port, tracks=len(library.tracks())
         )
-        stopped = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stopped.set)
-        await stopped.wait()
+        await until_stopped(runner.app[REGISTRY], config.server.drain_seconds)
         log.info("server.stopping")
     finally:
         await runner.cleanup()
     log.info("server.stopped")
 
 
+def _config_path(args: argparse.Namespace) -> Path | None:
+    if args.config is None and DEFAULT_CONFIG.exists():
+        return DEFAULT_CONFIG
+    return args.config
+
+
 def _configured(args: argparse.Namespace) -> Config:
-    path = args.config
-    if path is None and DEFAULT_CONFIG.exists():
-        path = DEFAULT_CONFIG
-    config = load_config(path)
-    configure_logging(fmt=config.log.format, level=config.log.level, path=config.log.file)
+    config = load_config(_config_path(args))
+    server = config.server
+    configure_logging(
+        fmt=config.log.format,
+        level=config.log.level,
+        path=config.log.file,
+        node=node_name(server.node, server.host, server.port),
+    )
     return config
 
 
@@ -134,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", type=Path, help="config file (default: ./config.toml)")
     demo.add_argument("--dest", type=Path, help="folder (default: ~/.cache/radiod/demo)")
     demo.set_defaults(func=cmd_demo)
+    cluster_cli.add_commands(commands, _config_path)
     audit_cmd = commands.add_parser("audit", help="check JSON logs for split sessions")
     audit_cli.add_arguments(audit_cmd)
     audit_cmd.set_defaults(func=lambda args: audit_cli.run(args, sys.stdout))
@@ -144,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, LibraryError, UsageError) as exc:
+    except (ConfigError, LibraryError, UsageError, cluster_cli.ClusterError) as exc:
         print(f"radiod: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

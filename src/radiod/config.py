@@ -15,10 +15,12 @@ import os
 import re
 import tomllib
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from radiod.node import node_problem
 
 ENV_PREFIX = "RADIOD_"
 
@@ -33,9 +35,30 @@ def _spec(
     min: float | None = None,
     max: float | None = None,
     choices: tuple[Any, ...] | None = None,
+    check: Callable[[Any], str | None] | None = None,
 ) -> Any:
-    """A dataclass field whose validation rules travel with it, so the schema lives in one place."""
-    return field(default=default, metadata={"min": min, "max": max, "choices": choices})
+    """A dataclass field whose validation rules travel with it, so the schema lives in one place.
+
+    `check` returns why a (well-typed) value is wrong, or None; for a list, per item.
+    """
+    metadata = {"min": min, "max": max, "choices": choices, "check": check}
+    return field(default=default, metadata=metadata)
+
+
+def _network_problem(value: str) -> str | None:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return "expected an IP address or network, e.g. '127.0.0.1' or '10.0.0.0/8'"
+    return None
+
+
+def _upstream_problem(value: str) -> str | None:
+    name, _, address = value.partition("=")
+    host, _, port = address.rpartition(":")
+    if node_problem(name) is None and name and host and port.isdigit() and 0 < int(port) < 65536:
+        return None
+    return "expected 'node=host:port', e.g. 'radio-a=10.0.0.11:8000'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +77,15 @@ class ServerConfig:
     # Signs the client cookie. Empty: a random secret per start-up, so cookies last one
     # server run; instances behind one proxy must share the same secret.
     secret: str = _spec("")
+    # This instance's name: in every session ID, log line and the proxy's map (radiod.node).
+    # Empty: derived from host and port.
+    node: str = _spec("", check=node_problem)
+    # Peers whose X-Forwarded-For is believed (the proxy): addresses or networks. Per-IP
+    # limits then count the client it names, and the connection cap spares the proxy.
+    trusted_proxies: tuple[str, ...] = _spec((), check=_network_problem)
+    # SIGTERM: refuse new sessions, let live listeners play up to this long, then end their
+    # sessions (`session_ended`, reason `draining`) so pages restart elsewhere. 0: stop now.
+    drain_seconds: float = _spec(0.0, min=0.0, max=86400.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +176,19 @@ class TestingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    # `radiod cluster` (make serve-cluster): this many instances on loopback ports
+    # `first_port`, `first_port + 1`, ..., behind nginx on `proxy_host`:`proxy_port`.
+    instances: int = _spec(2, min=1, max=64)
+    first_port: int = _spec(8001, min=1, max=65535)
+    proxy_host: str = _spec("127.0.0.1")
+    proxy_port: int = _spec(8080, min=1, max=65535)
+    # `radiod proxy-config` for instances on other hosts: "node=host:port" each; empty:
+    # the loopback instances above.
+    nodes: tuple[str, ...] = _spec((), check=_upstream_problem)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     library: LibraryConfig = field(default_factory=LibraryConfig)
@@ -155,6 +200,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     testing: TestingConfig = field(default_factory=TestingConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def replace(self, section: str, **values: Any) -> Config:
         """A copy with some keys of one section changed, validated like the file."""
@@ -173,6 +219,8 @@ def _check_value(key: str, value: Any, kind: Any, meta: Mapping[str, Any]) -> An
     if typing.get_origin(kind) is tuple:  # tuple[str, ...]: a TOML array of strings
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{key} = {value!r}: expected a list of strings")
+        for item in value:
+            _check_rule(key, item, meta)
         return tuple(value)
     ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -186,7 +234,15 @@ def _check_value(key: str, value: Any, kind: Any, meta: Mapping[str, Any]) -> An
     low, high = meta.get("min"), meta.get("max")
     if (low is not None and value < low) or (high is not None and value > high):
         raise ConfigError(f"{key} = {value!r}: expected a value between {low} and {high}")
+    _check_rule(key, value, meta)
     return value
+
+
+def _check_rule(key: str, value: Any, meta: Mapping[str, Any]) -> None:
+    check = meta.get("check")
+    problem = check(value) if check is not None else None
+    if problem is not None:
+        raise ConfigError(f"{key} = {value!r}: {problem}")
 
 
 def _build_section(section: str, raw: Mapping[str, Any]) -> Any:

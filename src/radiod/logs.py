@@ -207,9 +207,23 @@ class OneLineBadRequests(logging.Filter):
         return True
 
 
-def _shared_processors() -> list[structlog.types.Processor]:
+def _node_adder(node: str | None) -> structlog.types.Processor:
+    """Put `node` (this instance, radiod.node) on every line: merged logs of a cluster."""
+
+    def add_node(
+        _: Any, __: str, event_dict: structlog.types.EventDict
+    ) -> structlog.types.EventDict:
+        if node is not None:
+            event_dict.setdefault("node", node)
+        return event_dict
+
+    return add_node
+
+
+def _shared_processors(node: str | None = None) -> list[structlog.types.Processor]:
     return [
         structlog.contextvars.merge_contextvars,
+        _node_adder(node),
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
         structlog.processors.format_exc_info,
@@ -217,7 +231,12 @@ def _shared_processors() -> list[structlog.types.Processor]:
 
 
 def configure_logging(
-    *, fmt: str = "json", level: str = "info", stream: TextIO | None = None, path: str = ""
+    *,
+    fmt: str = "json",
+    level: str = "info",
+    stream: TextIO | None = None,
+    path: str = "",
+    node: str | None = None,
 ) -> None:
     """Route structlog and stdlib logging through one formatter writing to `stream` or `path`.
 
@@ -226,6 +245,7 @@ def configure_logging(
         level: minimum level name.
         stream: where to write when `path` is empty (default stderr).
         path: append to this file instead of a stream.
+        node: this instance's name, put on every line (None: no `node` key).
     """
     renderers: list[structlog.types.Processor]
     if fmt == "console":
@@ -233,7 +253,7 @@ def configure_logging(
     else:
         renderers = [structlog.processors.JSONRenderer(serializer=_serialize)]
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *_shared_processors()],
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *_shared_processors(node)],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderers],
     )
     handler: logging.Handler
@@ -258,7 +278,7 @@ def configure_logging(
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
-            *_shared_processors(),
+            *_shared_processors(node),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),

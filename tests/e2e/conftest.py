@@ -120,6 +120,8 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, list | tuple):
+        return json.dumps([str(v) for v in value])  # a JSON array of strings is valid TOML
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 

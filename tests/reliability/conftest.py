@@ -76,7 +76,15 @@ async def wait_for(
 class RadiodProcess:
     """A `radiod serve` subprocess on a free port, logging JSON lines to a file."""
 
-    def __init__(self, tmp_path: Path, library: Path, **sections: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        library: Path,
+        *,
+        argv_prefix: tuple[str, ...] = (),
+        **sections: dict[str, Any],
+    ) -> None:
+        """Start it; `argv_prefix` runs it through another command (`ip netns exec NAME`)."""
         tmp_path.mkdir(exist_ok=True)
         self.log_path = tmp_path / "radiod.log"
         config: dict[str, dict[str, Any]] = {
@@ -91,7 +99,7 @@ class RadiodProcess:
         config_path = tmp_path / "radiod.toml"
         config_path.write_text(_toml(config))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "radiod", "serve", "--config", str(config_path)],
+            [*argv_prefix, sys.executable, "-m", "radiod", "serve", "--config", str(config_path)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

@@ -10,11 +10,12 @@ from radiod.sessions.event_hub import RESYNC, EventClient, EventHub, SessionEven
 from radiod.sessions.ids import new_token, valid_session_id
 from radiod.sessions.listeners import Listener, Listeners, ResumePoint
 from radiod.sessions.now_playing import NowPlaying, track_json
-from radiod.sessions.registry import SessionLimitError, SessionRegistry
+from radiod.sessions.registry import DrainingError, SessionLimitError, SessionRegistry
 from radiod.sessions.session import Session
 
 __all__ = [
     "RESYNC",
+    "DrainingError",
     "EventClient",
     "EventHub",
     "Listener",

@@ -17,6 +17,11 @@ def valid_session_id(value: str) -> bool:
     return SESSION_ID_RE.fullmatch(value) is not None
 
 
+def new_session_id(node: str) -> str:
+    """`session_<node>_<token>`: the proxy routes on the node with no lookup (radiod.node)."""
+    return f"session_{node}_{new_token()}"
+
+
 def new_token() -> str:
     """128 random bits, URL-safe; the same alphabet as session IDs."""
     return secrets.token_urlsafe(16)

@@ -14,7 +14,8 @@ import structlog
 from radiod.admission import Admission
 from radiod.catalog import Catalog
 from radiod.config import Config
-from radiod.sessions.ids import new_token
+from radiod.node import node_name
+from radiod.sessions.ids import new_session_id
 from radiod.sessions.session import Session
 
 if TYPE_CHECKING:
@@ -30,11 +31,18 @@ class SessionLimitError(Exception):
     """`max_sessions` sessions already exist."""
 
 
+class DrainingError(Exception):
+    """The instance is draining (SIGTERM): new sessions belong on another instance."""
+
+
 class SessionRegistry:
     """All sessions of this process, the cookie bindings, and the idle reaper."""
 
     def __init__(self, config: Config, catalog: Catalog, metrics: Metrics) -> None:
         self._config = config
+        server = config.server
+        self.node = node_name(server.node, server.host, server.port)
+        self.draining = False
         self._catalog = catalog
         self._metrics = metrics
         self._sessions: dict[str, Session] = {}
@@ -56,12 +64,14 @@ class SessionRegistry:
         """A new session created by `client_id`.
 
         Raises SessionLimitError at `max_sessions`, OverloadedError when one more session
-        would not be encoded in real time (`radiod.admission`).
+        would not be encoded in real time (`radiod.admission`), DrainingError while draining.
         """
+        if self.draining:
+            raise DrainingError()
         if len(self._sessions) >= self._config.session.max_sessions:
             raise SessionLimitError(self._config.session.max_sessions)
         self.admission.check(len(self._sessions))
-        session_id = f"session_{new_token()}"
+        session_id = new_session_id(self.node)
         session = Session(
             session_id,
             client_id,
@@ -140,6 +150,17 @@ class SessionRegistry:
         log.info(
             "session.reaped", session_id=session.id, reason=reason, created_by=session.created_by
         )
+
+    async def end_all(self, reason: str) -> None:
+        """End every session with the SSE error `session_ended` (`reason`): pages start anew.
+
+        The page treats it as it treats a mixer that gave up (web/static/events.js): a new
+        session, which the proxy places on another instance once this one refuses them.
+        """
+        sessions = self.sessions()
+        for session in sessions:
+            session.publish("error", {"message": "session_ended", "reason": reason})
+        await asyncio.gather(*(self.reap(s, reason=reason) for s in sessions))
 
     async def close(self) -> None:
         """Stop the reaper, then close every session (shutdown); idempotent."""

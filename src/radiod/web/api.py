@@ -9,10 +9,11 @@ import structlog
 from aiohttp import web
 
 from radiod.admission import OverloadedError
-from radiod.sessions import SessionLimitError
-from radiod.web.context import client_id, json_error, require_session
+from radiod.sessions import DrainingError, SessionLimitError
+from radiod.web.context import CLIENT_REMOTE, client_id, json_error, require_session
 from radiod.web.guards import CREATE_LIMITER, client_address
 from radiod.web.keys import REGISTRY, STARTED
+from radiod.web.session_cookie import remember_session
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -24,7 +25,7 @@ FULL_RETRY_AFTER_SECONDS = 10
 @routes.post("/create-session")
 async def create_session(request: web.Request) -> web.Response:
     refused = request.app[CREATE_LIMITER].retry_after(
-        client_address(request.remote), client_id(request)
+        client_address(request[CLIENT_REMOTE]), client_id(request)
     )
     if refused is not None:
         retry_after, limit = refused
@@ -46,6 +47,11 @@ async def create_session(request: web.Request) -> web.Response:
             f"Server is at its limit of {exc.args[0]} sessions; try later",
             **{"Retry-After": str(FULL_RETRY_AFTER_SECONDS)},
         )
+    except DrainingError:
+        # 503 is what the proxy retries on another instance (deploy/nginx.conf.j2).
+        structlog.contextvars.bind_contextvars(rejected="draining")
+        log.info("session.refused_draining")
+        return json_error(503, "Server is draining; try another instance", **{"Retry-After": "1"})
     except OverloadedError as exc:
         # Before any session is named: `rejected` keeps these lines honest in `radiod audit`.
         structlog.contextvars.bind_contextvars(rejected="overloaded")
@@ -56,6 +62,7 @@ async def create_session(request: web.Request) -> web.Response:
             **{"Retry-After": str(exc.retry_after)},
         )
     structlog.contextvars.bind_contextvars(session_id=session.id)
+    remember_session(request, session.id)
     return web.json_response({"sessionId": session.id, "createdAt": session.created_at}, status=201)
 
 
@@ -70,15 +77,19 @@ async def skip(request: web.Request) -> web.Response:
 @routes.get("/sessions/{session_id}")
 async def status(request: web.Request) -> web.Response:
     session = require_session(request, request.match_info["session_id"])
-    return web.json_response(session.status())
+    return web.json_response({**session.status(), "node": request.app[REGISTRY].node})
 
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    sessions = request.app[REGISTRY].sessions()
+    registry = request.app[REGISTRY]
+    sessions = registry.sessions()
     return web.json_response(
         {
-            "status": "ok",
+            # While draining: 503, so health checks (a load balancer's, Kubernetes'
+            # readiness) take the instance out while its listeners play on.
+            "status": "draining" if registry.draining else "ok",
+            "node": registry.node,
             "sessions": len(sessions),
             "listeners": sum(s.listener_count for s in sessions),
             "eventClients": sum(s.event_client_count for s in sessions),
@@ -86,5 +97,6 @@ async def healthz(request: web.Request) -> web.Response:
             # soak bench watches it for leaks; counting is cheap beside serving those tasks.
             "tasks": len(asyncio.all_tasks()),
             "uptimeSeconds": round(time.time() - request.app[STARTED], 3),
-        }
+        },
+        status=503 if registry.draining else 200,
     )

@@ -7,33 +7,37 @@ log) carries them; `lookup_session` adds `session_id` once the session is known.
 The client cookie is `<client id>.<signature>`, signed with config `server.secret`
 (itsdangerous). A cookie that does not verify is treated as absent: the client gets a
 new id, so a forged value never selects a cookie->session binding and never reaches the
-logs as a `client_id` (which `radiod audit` groups channels by).
+logs as a `client_id` (which `radiod audit` groups channels by). A request that names no
+session follows the signed session cookie (web/session_cookie.py: what a proxy routes by),
+then the client's in-memory binding.
 """
 
 from __future__ import annotations
 
-import functools
 import re
-import secrets
 from collections.abc import Awaitable, Callable
 from http.cookies import SimpleCookie
 
 import structlog
 from aiohttp import web
-from itsdangerous import BadSignature, Signer
+from itsdangerous import BadSignature
 
 from radiod.sessions import Session, new_token, valid_session_id
+from radiod.web.forwarded import forwarded_client
 from radiod.web.keys import CONFIG, REGISTRY
+from radiod.web.session_cookie import cookie_session_id, remember_session
+from radiod.web.signing import signer
 
 CLIENT_COOKIE = "radiod_client"
 CLIENT_COOKIE_MAX_AGE = 365 * 24 * 3600
 CLIENT_ID = web.RequestKey("client_id", str)
+# The client's address: the peer, or the client a trusted proxy names (web/forwarded.py).
+CLIENT_REMOTE = web.RequestKey("client_remote", str)
 _NEW_CLIENT = web.RequestKey("new_client", bool)
 # The shape of a cookie we signed: a client id, a dot, a URL-safe signature. Checked
 # before verifying, so odd bytes never reach the signer.
 _SIGNED_RE = re.compile(r"[A-Za-z0-9_-]{1,128}\.[A-Za-z0-9_-]{1,128}")
-# With `server.secret` empty: a secret of this process, so its cookies last one server run.
-_RUN_SECRET = secrets.token_urlsafe(32)
+_SALT = "radiod.client"
 
 log = structlog.get_logger(__name__)
 
@@ -52,14 +56,9 @@ def client_id(request: web.Request) -> str:
     return request[CLIENT_ID]
 
 
-@functools.lru_cache(maxsize=4)
-def _signer(secret: str) -> Signer:
-    return Signer(secret or _RUN_SECRET, salt="radiod.client")
-
-
 def sign_client_id(secret: str, cid: str) -> str:
     """The cookie value for client id `cid` (`server.secret` = `secret`)."""
-    return _signer(secret).sign(cid).decode("ascii")
+    return signer(secret, _SALT).sign(cid).decode("ascii")
 
 
 def verified_client_id(secret: str, cookie: str) -> str | None:
@@ -67,7 +66,7 @@ def verified_client_id(secret: str, cookie: str) -> str | None:
     if not _SIGNED_RE.fullmatch(cookie):
         return None
     try:
-        return _signer(secret).unsign(cookie).decode("ascii")
+        return signer(secret, _SALT).unsign(cookie).decode("ascii")
     except BadSignature:
         return None
 
@@ -82,14 +81,18 @@ async def context_middleware(
 ) -> web.StreamResponse:
     # Keep-alive connections serve several requests in one task: start from a clean context.
     structlog.contextvars.clear_contextvars()
-    secret = request.app[CONFIG].server.secret
-    cid = verified_client_id(secret, request.cookies.get(CLIENT_COOKIE, ""))
+    server = request.app[CONFIG].server
+    cid = verified_client_id(server.secret, request.cookies.get(CLIENT_COOKIE, ""))
     if cid is None:
         cid = new_token()
         request[_NEW_CLIENT] = True
     request[CLIENT_ID] = cid
+    remote = forwarded_client(
+        request.remote, request.headers.get("X-Forwarded-For"), server.trusted_proxies
+    )
+    request[CLIENT_REMOTE] = remote or ""
     structlog.contextvars.bind_contextvars(
-        client_id=cid, channel=channel_of(request.path), remote=request.remote
+        client_id=cid, channel=channel_of(request.path), remote=remote
     )
     try:
         return await handler(request)
@@ -129,7 +132,10 @@ def lookup_session(request: web.Request, raw: str | None) -> Session | None:
     """
     registry = request.app[REGISTRY]
     if raw is None:
-        session = registry.bound_session(client_id(request))
+        # The signed session cookie first: it is what the proxy routed this request by.
+        named = cookie_session_id(request)
+        session = registry.get(named) if named else None
+        session = session or registry.bound_session(client_id(request))
     elif not valid_session_id(raw):
         # Never echo it: it may hold anything a client chose to send. `rejected` tells the
         # audit that these lines belong to no session.
@@ -143,6 +149,7 @@ def lookup_session(request: web.Request, raw: str | None) -> Session | None:
         session = registry.get(raw)
         if session is not None:
             registry.bind(client_id(request), session.id)
+            remember_session(request, session.id)
     if session is None:
         if raw is None:
             structlog.contextvars.bind_contextvars(rejected="no_session")

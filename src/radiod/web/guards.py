@@ -31,6 +31,7 @@ from yarl import URL
 from radiod.config import LimitsConfig, ServerConfig
 from radiod.logs import Throttle
 from radiod.web.context import json_error
+from radiod.web.forwarded import is_trusted
 
 log = structlog.get_logger(__name__)
 
@@ -242,9 +243,13 @@ class ConnectionGuard:
     only meets crowds behind one NAT and floods. Rejections log once per interval.
     """
 
-    def __init__(self, per_ip: int, header_timeout: float) -> None:
+    def __init__(
+        self, per_ip: int, header_timeout: float, trusted_proxies: tuple[str, ...] = ()
+    ) -> None:
         self.per_ip = per_ip
         self.header_timeout = header_timeout
+        # The proxy carries every client's connections: its own cap is nginx `limit_conn`.
+        self.trusted_proxies = trusted_proxies
         self._open: dict[str, int] = {}
         self._rejections = Throttle()
         self._timeouts = Throttle()
@@ -253,9 +258,10 @@ class ConnectionGuard:
         """Open connections by client address (only addresses with some)."""
         return dict(self._open)
 
-    def admit(self, address: str) -> bool:
+    def admit(self, address: str, *, exempt: bool = False) -> bool:
+        """Count a connection from `address`; False when over the cap (`exempt`: no cap)."""
         count = self._open.get(address, 0)
-        if self.per_ip and count >= self.per_ip:
+        if self.per_ip and count >= self.per_ip and not exempt:
             suppressed = self._rejections.ready()
             if suppressed is not None:
                 log.warning(
@@ -311,8 +317,10 @@ class _GuardedConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
-        address = client_address(peer[0] if isinstance(peer, tuple) else None)
-        if not self._guard.admit(address):
+        host = peer[0] if isinstance(peer, tuple) else None
+        address = client_address(host)
+        exempt = is_trusted(host, self._guard.trusted_proxies)
+        if not self._guard.admit(address, exempt=exempt):
             transport.abort()
             return
         self._address = address
