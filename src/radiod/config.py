@@ -72,6 +72,10 @@ class AudioConfig:
     sample_rate: int = _spec(44100, choices=(22050, 32000, 44100, 48000))
     channels: int = _spec(2, choices=(1, 2))
     crossfade_seconds: float = _spec(2.5, min=0.0, max=10.0)
+    # LAME's compression level (-q) for mp3: 0 slowest/best .. 9 fastest. 5 keeps LAME's
+    # psychoacoustic noise shaping at ~1.3x the speed of its default 3; 7 and above turn it
+    # off. The CPU each level costs: README "Audio cost".
+    mp3_quality: int = _spec(5, min=0, max=9)
 
 
 @dataclass(frozen=True, slots=True)
