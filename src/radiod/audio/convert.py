@@ -39,6 +39,10 @@ class BlockConverter:
         self._channels = channels
         self._block_size = block_size
         self._graph: Graph | None = None
+        # Output samples pushed and not yet pulled (estimated from the input's rate). A pull
+        # the graph cannot answer raises EAGAIN, and a Python exception per decoded frame
+        # showed in the profile; pulling only when a block is due keeps them rare.
+        self._pending = 0.0
 
     def _build(self, frame: av.AudioFrame) -> Graph:
         graph = Graph()
@@ -71,8 +75,10 @@ class BlockConverter:
                 return []
             self._graph = self._build(frame)
         self._graph.push(frame)
+        if frame is not None:
+            self._pending += frame.samples * self._rate / frame.sample_rate
         blocks: list[Block] = []
-        while True:
+        while frame is None or self._pending >= self._block_size:
             try:
                 out = self._graph.pull()
             except EOFError:
@@ -81,6 +87,7 @@ class BlockConverter:
                 if exc.errno != EAGAIN:
                     raise
                 break
+            self._pending -= out.samples
             blocks.append(self._view(out))
         return blocks
 
