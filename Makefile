@@ -64,8 +64,12 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The full runs take 10-30 minutes (sessions.py ramps 60 s steps); QUICK=1 a first look in minutes.
+# sessions.py runs before latency.py, which loads the server to half the capacity it found.
 bench: install system-deps
-	$(BIN)/python bench/transcode.py
+	$(BIN)/python bench/transcode.py $(if $(QUICK),--quick)
+	$(BIN)/python bench/sessions.py $(if $(QUICK),--quick)
+	$(BIN)/python bench/latency.py $(if $(QUICK),--quick)
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/cluster.py

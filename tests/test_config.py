@@ -59,6 +59,11 @@ def test_integers_are_accepted_where_numbers_are_expected() -> None:
         ),
         ({"log": {"level": 3}}, "log.level = 3: expected a string"),
         (
+            {"audio": {"mp3_quality": 10}},
+            "audio.mp3_quality = 10: expected a value between 0 and 9",
+        ),
+        ({"audio": {"mp3_quality": 2.5}}, "audio.mp3_quality = 2.5: expected an integer"),
+        (
             {"testing": {"fault_hooks": "yes"}},
             "testing.fault_hooks = 'yes': expected true or false",
         ),

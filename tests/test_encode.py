@@ -176,3 +176,17 @@ def test_system_lame_swaps_in_before_pyav_and_still_makes_valid_mp3() -> None:
     if used == "None":
         pytest.skip("no system libmp3lame of the same version as PyAV's")
     assert int(samples) == int(expected)
+
+
+def test_mp3_quality_reaches_lame() -> None:
+    """`audio.mp3_quality` is LAME's compression level: two levels code the same PCM apart
+    (an option FFmpeg ignored would leave the bytes alike), and both decode to the tone."""
+    rate = CODECS["mp3"]
+    pcm = tone_burst(rate, 2, rate // 2)
+    coded = {}
+    for level in (0, 9):
+        encoder = create_encoder(AudioConfig(codec="mp3", mp3_quality=level))
+        coded[level] = encoder.pack(encoder.encode(pcm))
+        decoded = decode("mp3", coded[level])
+        assert np.abs(decoded[0, rate : rate + 4096]).max() > 0.4
+    assert coded[0] != coded[9]

@@ -112,6 +112,10 @@ class AudioConfig:
     loudness_true_peak: float = _spec(-1.0, min=-20.0, max=0.0)
     # The measurements' cache file; empty: $XDG_CACHE_HOME/radiod/loudness.sqlite3.
     loudness_cache: str = _spec("")
+    # LAME's compression level (-q) for mp3: 0 slowest/best .. 9 fastest. 5 keeps LAME's
+    # psychoacoustic noise shaping at ~1.3x the speed of its default 3; 7 and above turn it
+    # off. The CPU each level costs: README "Audio cost".
+    mp3_quality: int = _spec(5, min=0, max=9)
 
 
 @dataclass(frozen=True, slots=True)

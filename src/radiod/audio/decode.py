@@ -1,8 +1,8 @@
 """Decode a file into PCM blocks in the session's format, trim its digital silence, and
 open a playlist's tracks one ahead (`TrackSources`), skipping the ones that will not play.
 
-Blocks are float32 numpy arrays shaped (channels, samples): planar float is what the
-mixer's numpy arithmetic wants and what `av.AudioResampler` hands back without a copy.
+Blocks are float32 numpy arrays shaped (channels, samples), what the mixer's numpy
+arithmetic wants; `convert.BlockConverter` makes them views of the converted frames.
 Every failure, whether the file cannot be opened or a packet is corrupt halfway through,
 surfaces as one `DecodeError`, so the mixer has a single thing to catch.
 """
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import av
 import numpy as np
 
+from radiod.audio.convert import Block, BlockConverter
 from radiod.audio.loudness import apply_gain
 from radiod.audio.outputs import FallbackStarted, NextChosen, Notice, TrackFailed, TracksFailed
 
@@ -43,8 +44,6 @@ DECODE_BLOCK = 4096
 # silence after a short file's end pushes its sound through; `trim_silence` drops it again.
 RESAMPLER_PAD = 1024
 
-Block = np.ndarray  # float32, shape (channels, samples)
-
 # When nothing can be played, play this much silence before asking the library again:
 # listeners stay connected and the thread does not spin on broken files.
 FALLBACK_SILENCE_SECONDS = 5.0
@@ -53,10 +52,6 @@ _SILENCE_BLOCK = 4096
 
 class DecodeError(Exception):
     """A file could not be opened or decoded; the message is the reason to log."""
-
-
-def _layout(channels: int) -> str:
-    return "mono" if channels == 1 else "stereo"
 
 
 def decode_file(path: Path, *, sample_rate: int, channels: int) -> Iterator[Block]:
@@ -83,20 +78,18 @@ def decode_file(path: Path, *, sample_rate: int, channels: int) -> Iterator[Bloc
         if not container.streams.audio:
             raise DecodeError("no audio stream")
         stream = container.streams.audio[0]
-        resampler = av.AudioResampler(
-            format="fltp", layout=_layout(channels), rate=sample_rate, frame_size=DECODE_BLOCK
+        converter = BlockConverter(
+            sample_rate=sample_rate, channels=channels, block_size=DECODE_BLOCK
         )
         try:
             last: av.AudioFrame | None = None
             samples = 0
             for last in container.decode(stream):
                 samples += last.samples
-                for out in resampler.resample(last):
-                    yield out.to_ndarray()
+                yield from converter.convert(last)
             if last is not None and samples < DECODE_BLOCK and last.sample_rate != sample_rate:
-                resampler.resample(_silence_like(last, RESAMPLER_PAD))
-            for out in resampler.resample(None):
-                yield out.to_ndarray()
+                yield from converter.convert(_silence_like(last, RESAMPLER_PAD))
+            yield from converter.convert(None)
         except (av.FFmpegError, OSError, ValueError, MemoryError) as exc:
             raise DecodeError(f"decode failed: {exc}") from None
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import ClassVar
@@ -29,16 +29,6 @@ import numpy as np
 from radiod.config import AudioConfig
 
 CONTENT_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac"}
-
-# LAME's -q. Measured here through PyAV, 128 kb/s stereo, x realtime per core:
-#   level                                         default (3)     5      7
-#   Debian's libmp3lame (audio.prefer_system_lame)        ~72        ~95   ~148
-#   the copy inside PyAV's wheel                          ~25        ~30    ~48
-# 7 and above turn off the quantizer's psychoacoustic noise shaping (lame_init_qval), which
-# is what keeps 128 kb/s clean on cymbals and transients; 5 keeps it (LAME's "good speed,
-# reasonable quality") at ~1.3x the speed of the default. Encoding is the per-session cost
-# that matters (DESIGN §7), and below 5 buys little audible at this bitrate.
-LAME_COMPRESSION_LEVEL = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +56,21 @@ class Encoder:
     # listener's timeline equals the input's; False when they play them (MP3, ADTS).
     priming_dropped: ClassVar[bool] = False
 
-    def __init__(self, *, sample_rate: int, channels: int, bitrate: int) -> None:
+    def __init__(
+        self,
+        *,
+        sample_rate: int,
+        channels: int,
+        bitrate: int,
+        options: Mapping[str, str] | None = None,
+    ) -> None:
         ctx = av.CodecContext.create(self.codec_name, "w")
         ctx.sample_rate = sample_rate
         ctx.layout = "mono" if channels == 1 else "stereo"
         ctx.format = self.sample_format
         ctx.bit_rate = bitrate * 1000
         ctx.time_base = Fraction(1, sample_rate)
-        ctx.options = self._options()
+        ctx.options = dict(options or {})
         ctx.open()
         self._ctx = ctx
         self._layout = ctx.layout.name
@@ -82,9 +79,6 @@ class Encoder:
         self.frame_size: int = ctx.frame_size
         self._next_pts = 0
         self._priming: int | None = None
-
-    def _options(self) -> dict[str, str]:
-        return {}
 
     @property
     def header(self) -> bytes:
@@ -105,14 +99,16 @@ class Encoder:
         """Feed a (channels, n) float32 block of any length; returns the frames now ready.
 
         PyAV cuts what it is fed into the codec's frame size itself (in C, keeping the
-        sample-count timestamps), so one block is one call whatever its length.
+        sample-count timestamps), so one block is one call whatever its length. It is fed
+        interleaved floats: decoded blocks are views of interleaved buffers (convert.py), so
+        `block.T` is already contiguous and costs no copy; the filter graph PyAV runs for
+        the frame size anyway turns them planar where the codec wants that.
         """
         samples = block.shape[1]
         if not samples:
             return []
-        frame = av.AudioFrame.from_ndarray(
-            self._to_codec_layout(block), format=self.sample_format, layout=self._layout
-        )
+        interleaved = np.ascontiguousarray(block.T).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(interleaved, format="flt", layout=self._layout)
         frame.sample_rate = self.sample_rate
         frame.pts = self._next_pts  # in the codec's time base: 1 / sample rate
         self._next_pts += samples
@@ -125,9 +121,6 @@ class Encoder:
             out.append(EncodedFrame(pts, packet.duration, bytes(packet)))
         return out
 
-    def _to_codec_layout(self, samples: np.ndarray) -> np.ndarray:
-        return samples  # planar: PyAV copies plane by plane, a column slice will do
-
     def pack(self, frames: Sequence[EncodedFrame]) -> bytes:
         """Bytes for a run of consecutive frames that a decoder can start at."""
         return b"".join(frame.data for frame in frames)
@@ -139,9 +132,6 @@ class Mp3Encoder(Encoder):
     codec_name = "libmp3lame"
     sample_format = "fltp"
 
-    def _options(self) -> dict[str, str]:
-        return {"compression_level": str(LAME_COMPRESSION_LEVEL)}
-
 
 class AdtsAacEncoder(Encoder):
     """FFmpeg's native AAC-LC encoder, each raw frame behind an ADTS header."""
@@ -149,8 +139,17 @@ class AdtsAacEncoder(Encoder):
     codec_name = "aac"
     sample_format = "fltp"
 
-    def __init__(self, *, sample_rate: int, channels: int, bitrate: int) -> None:
-        super().__init__(sample_rate=sample_rate, channels=channels, bitrate=bitrate)
+    def __init__(
+        self,
+        *,
+        sample_rate: int,
+        channels: int,
+        bitrate: int,
+        options: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            sample_rate=sample_rate, channels=channels, bitrate=bitrate, options=options
+        )
         # AudioSpecificConfig: 5 bits object type, 4 bits sampling index, 4 bits channels.
         asc = bytes(self._ctx.extradata or b"")
         object_type = asc[0] >> 3
@@ -187,8 +186,17 @@ class OggOpusEncoder(Encoder):
     sample_format = "flt"  # libopus takes interleaved only
     priming_dropped = True
 
-    def __init__(self, *, sample_rate: int, channels: int, bitrate: int) -> None:
-        super().__init__(sample_rate=sample_rate, channels=channels, bitrate=bitrate)
+    def __init__(
+        self,
+        *,
+        sample_rate: int,
+        channels: int,
+        bitrate: int,
+        options: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            sample_rate=sample_rate, channels=channels, bitrate=bitrate, options=options
+        )
         self._serial = int.from_bytes(os.urandom(4), "little")
         self._page_seq = 0
         opus_head = bytes(self._ctx.extradata or b"")
@@ -203,9 +211,6 @@ class OggOpusEncoder(Encoder):
     @property
     def header(self) -> bytes:
         return self._header
-
-    def _to_codec_layout(self, samples: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(samples.T).reshape(1, -1)
 
     def pack(self, frames: Sequence[EncodedFrame]) -> bytes:
         pages: list[bytes] = []
@@ -263,4 +268,13 @@ _ENCODERS: dict[str, type[Encoder]] = {
 def create_encoder(audio: AudioConfig) -> Encoder:
     """The encoder for `audio.codec` at the session's rate, channels and bitrate."""
     cls = _ENCODERS[audio.codec]
-    return cls(sample_rate=audio.sample_rate, channels=audio.channels, bitrate=audio.bitrate)
+    # LAME's compression level (its -q): what it costs per level is in README "Audio cost".
+    # Set on the CLI's side too when comparing (bench/transcode.py): FFmpeg leaves LAME at
+    # its own default (3) otherwise.
+    options = {"compression_level": str(audio.mp3_quality)} if audio.codec == "mp3" else {}
+    return cls(
+        sample_rate=audio.sample_rate,
+        channels=audio.channels,
+        bitrate=audio.bitrate,
+        options=options,
+    )
