@@ -11,6 +11,7 @@ from collections import OrderedDict
 import structlog
 
 from radiod.admission import Admission
+from radiod.audio.runner import LocalMixers, MixerHost
 from radiod.catalog import Catalog
 from radiod.config import Config
 from radiod.sessions.ids import new_token
@@ -29,16 +30,19 @@ class SessionLimitError(Exception):
 class SessionRegistry:
     """All sessions of this process, the cookie bindings, and the idle reaper."""
 
-    def __init__(self, config: Config, catalog: Catalog) -> None:
+    def __init__(self, config: Config, catalog: Catalog, mixers: MixerHost | None = None) -> None:
         self._config = config
         self._catalog = catalog
+        self._mixers = mixers or LocalMixers(catalog, config.audio, config.stream)
         self._sessions: dict[str, Session] = {}
         self._closing: set[asyncio.Task[None]] = set()  # failed sessions being reaped
         self._bindings: OrderedDict[str, str] = OrderedDict()
         self._reaper: asyncio.Task[None] | None = None
+        # The budget is per encoding process: each has a GIL of its own (radiod.admission).
         self.admission = Admission(
-            config.session.max_encoder_load,
+            config.session.max_encoder_load * self._mixers.processes,
             lambda: [s.mixer for s in self._sessions.values()],
+            cpu_clock=self._mixers.cpu_seconds,
         )
 
     def sessions(self) -> list[Session]:
@@ -64,6 +68,7 @@ class SessionRegistry:
             self._catalog,
             asyncio.get_running_loop(),
             self._session_failed,
+            self._mixers,
         )
         self._sessions[session_id] = session
         self.bind(client_id, session_id)
