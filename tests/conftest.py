@@ -68,9 +68,12 @@ def make_config(**sections: dict[str, Any]) -> Config:
     """A validated Config: defaults plus the given sections; fault hooks on, admission off."""
     # Admission control (proven in tests/reliability) would refuse the many sessions a
     # second these tests create; it is off unless a test asks for it.
+    # Mixers run as threads of the test process (audio.workers = 0) unless a test asks for
+    # worker processes: quicker to start, and a test can reach into them (tests/test_workers.py).
     raw: dict[str, dict[str, Any]] = {
         "testing": {"fault_hooks": True},
         "session": {"max_encoder_load": 0},
+        "audio": {"workers": 0},
     }
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)

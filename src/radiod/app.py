@@ -14,6 +14,8 @@ import jinja2
 import structlog
 from aiohttp import web
 
+from radiod.audio.pool import WorkerPool, worker_count
+from radiod.audio.runner import LocalMixers
 from radiod.catalog import Catalog, as_catalog
 from radiod.config import Config
 from radiod.library import LiveLibrary, Track
@@ -21,7 +23,7 @@ from radiod.sessions import SessionRegistry
 from radiod.web import api, events, faults, pages, stream
 from radiod.web.context import context_middleware, set_client_cookie
 from radiod.web.guards import CREATE_LIMITER, CreateLimiter, guard_middleware
-from radiod.web.keys import CONFIG, REGISTRY, STARTED
+from radiod.web.keys import CONFIG, MIXERS, REGISTRY, STARTED
 
 log = structlog.get_logger(__name__)
 
@@ -59,8 +61,22 @@ def create_app(config: Config, tracks: Catalog | Sequence[Track]) -> web.Applica
         app.add_routes(faults.routes)
     app.router.add_static("/static/", WEB_ROOT / "static")
 
+    async def mixers_ctx(app: web.Application) -> AsyncIterator[None]:
+        workers = worker_count(config.audio)
+        if workers == 0:
+            app[MIXERS] = LocalMixers(catalog, config.audio, config.stream)
+            yield
+            return
+        pool = WorkerPool(config, catalog, workers)
+        await pool.start()
+        app[MIXERS] = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
     async def registry_ctx(app: web.Application) -> AsyncIterator[None]:
-        registry = SessionRegistry(config, catalog)
+        registry = SessionRegistry(config, catalog, app[MIXERS])
         app[REGISTRY] = registry
         registry.start_reaper()
         sampler = asyncio.create_task(registry.admission.run())
@@ -86,6 +102,7 @@ def create_app(config: Config, tracks: Catalog | Sequence[Track]) -> web.Applica
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    app.cleanup_ctx.append(mixers_ctx)  # torn down last: sessions close before their workers
     app.cleanup_ctx.append(registry_ctx)
     app.cleanup_ctx.append(rescan_ctx)
     app.on_shutdown.append(end_sessions)

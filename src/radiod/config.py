@@ -72,6 +72,9 @@ class AudioConfig:
     sample_rate: int = _spec(44100, choices=(22050, 32000, 44100, 48000))
     channels: int = _spec(2, choices=(1, 2))
     crossfade_seconds: float = _spec(2.5, min=0.0, max=10.0)
+    # Processes that encode sessions (audio/pool.py): -1 = one per core, 0 = none (every
+    # mixer a thread of the HTTP process, which shares one GIL: ~25 sessions on 2 cores).
+    workers: int = _spec(-1, min=-1, max=1024)
 
 
 @dataclass(frozen=True, slots=True)
