@@ -10,6 +10,7 @@ leaves no process, descriptor or task behind.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -32,7 +33,6 @@ from tests.conftest import (
     create_session,
     decode_audio,
     make_config,
-    read_bytes,
     wait_until,
 )
 
@@ -56,7 +56,7 @@ def assert_contiguous_ring(session: Session) -> None:
     """The ring's chunks follow each other in sequence and in stream time."""
     chunks: list[Chunk] = list(session.ring._chunks)
     assert chunks
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert after.seq == before.seq + 1
         assert after.stream_time == pytest.approx(before.end_time, abs=0.03)
 
@@ -255,7 +255,8 @@ async def test_shutdown_leaves_no_worker_descriptor_or_task(
     assert from_workers and all(line["session_id"] == session_id for line in from_workers)
     log_path = tmp_path / "radiod.log"
     log_path.write_text(log_capture.buffer.getvalue())
-    audit = subprocess.run(
+    audit = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "radiod", "audit", str(log_path)],
         capture_output=True,
         text=True,
