@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+# Seconds by which a first chunk since a start goes before any other chunk (`Producer.due`).
+FIRST_CHUNK_PRIORITY = 3600.0
 # Paths named in one `mixer.track_failed` line for a burst of failures.
 MAX_LOGGED_FAILURES = 10
 
@@ -70,6 +72,7 @@ class Producer:
         sink: receives header, chunks and events.
         burst: how far ahead of the wall clock production runs while started.
         first_seq, time_offset: where the stream continues (a pipeline moved to a new worker).
+        skip_event: the event the pipeline was built with, when it was built ahead (a spare).
     """
 
     def __init__(
@@ -80,11 +83,12 @@ class Producer:
         *,
         first_seq: int = 0,
         time_offset: float = 0.0,
+        skip_event: threading.Event | None = None,
     ) -> None:
         self._pipeline = pipeline
         self.sink = sink
         self._burst = burst
-        self.skip_event = threading.Event()
+        self.skip_event = skip_event or threading.Event()
         self._output: Iterator[Output] | None = None
         self.next_seq = first_seq
         self.produced_until = time_offset  # stream time of the end of the last chunk sent
@@ -95,6 +99,7 @@ class Producer:
         self._prime_until = -math.inf
         self._anchor_wall = 0.0
         self._anchor_stream = 0.0
+        self._fresh = False  # nothing made since the last anchor (see `due`)
         self.context = contextvars.Context()
 
     # -- state, read and changed under the scheduler's lock ------------------------------
@@ -110,14 +115,20 @@ class Producer:
 
         The scheduler steps the producer with the earliest due time first: the one with
         the least audio in hand. A fresh start is due `burst` seconds in the past, so fifty
-        sessions started at once each get a first chunk before any gets a second.
+        sessions started at once each get a first chunk before any gets a second. Before
+        all of them, in the order they asked: a producer that has made nothing since it was
+        started or primed, since a listener may be waiting with no audio at all (its first
+        byte), while every other has its burst in hand or under way.
         """
+        if self._fresh:
+            return self._anchor_wall - FIRST_CHUNK_PRIORITY
         return self._anchor_wall + (self.produced_until - self._anchor_stream) - self._burst
 
     def anchor(self, context: contextvars.Context) -> None:
         """Count the lead from now: the live point is what has been produced so far."""
         self._anchor_wall = time.monotonic()
         self._anchor_stream = self.produced_until
+        self._fresh = True
         self.context = context
 
     def start(self, context: contextvars.Context) -> None:
@@ -171,6 +182,7 @@ class Producer:
         if isinstance(item, Chunk):
             self.produced_until = item.end_time
             self.next_seq = item.seq + 1
+            self._fresh = False
             sink.on_chunk(item)
         elif isinstance(item, TrackEvent):
             track = item.track
