@@ -67,6 +67,19 @@ def _process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
+def call_on(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> None:
+    """`fn(*args)` on `loop`: at once when called there, else soon (never after it closed)."""
+    try:
+        here = asyncio.get_running_loop() is loop
+    except RuntimeError:
+        here = False
+    if here:
+        fn(*args)
+    else:
+        with contextlib.suppress(RuntimeError):  # the loop closed at shutdown
+            loop.call_soon_threadsafe(fn, *args)
+
+
 class Worker:
     """The parent's end of one worker process: its channel and the sessions it runs."""
 
@@ -83,16 +96,7 @@ class Worker:
 
     def send(self, *message: Any) -> None:
         """Queue a control message; from any thread (stop and close run in executors)."""
-        data = frame(message)
-        try:
-            on_loop = asyncio.get_running_loop() is self._loop
-        except RuntimeError:
-            on_loop = False
-        if on_loop:
-            self._write(data)
-        else:
-            with contextlib.suppress(RuntimeError):  # the loop closed at shutdown
-                self._loop.call_soon_threadsafe(self._write, data)
+        call_on(self._loop, self._write, frame(message))
 
     def _write(self, data: bytes) -> None:
         if self.alive and not self._writer.is_closing():
@@ -207,6 +211,7 @@ class WorkerPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._sent_tracks = catalog.tracks()
+        self._loop = asyncio.get_running_loop()  # made on the loop it serves
 
     # -- MixerHost ----------------------------------------------------------------------
     def mixer(self, session_id: str, sink: MixerSink) -> RemoteMixer:
@@ -259,7 +264,10 @@ class WorkerPool:
         log.info("worker.stopped", pid=worker.pid, exit_code=code)
 
     def forget(self, mixer: RemoteMixer) -> None:
-        """A closed session's mixer (from any thread: a dict pop is atomic)."""
+        """A closed session's mixer (from any thread: sessions close in an executor)."""
+        call_on(self._loop, self._forget, mixer)
+
+    def _forget(self, mixer: RemoteMixer) -> None:
         self._homeless.pop(mixer.session_id, None)
         if mixer.worker is not None:
             mixer.worker.mixers.pop(mixer.session_id, None)

@@ -138,7 +138,7 @@ def configure_worker_logging(link: _Link, level: int) -> None:
     )
 
 
-class Worker:
+class WorkerSessions:
     """The sessions of this process and what the parent asks of them."""
 
     def __init__(self, link: _Link, audio: AudioConfig, stream: StreamConfig, catalog: Any):
@@ -215,7 +215,7 @@ def main(argv: list[str]) -> int:
     link = _Link(channel)
     _, audio, stream, level, tracks = channel.receive()
     configure_worker_logging(link, level)
-    worker = Worker(link, audio, stream, SharedCatalog(link, tracks))
+    worker = WorkerSessions(link, audio, stream, SharedCatalog(link, tracks))
     link.send("ready")
     try:
         while True:
