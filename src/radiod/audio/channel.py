@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import select
 import socket
 import struct
 import threading
@@ -42,6 +43,10 @@ class BlockingChannel:
         data = frame(message)
         with self._send_lock:
             self._sock.sendall(data)
+
+    def pending(self) -> bool:
+        """Whether a message (or the end of the channel) can be read without waiting."""
+        return bool(select.select([self._sock], [], [], 0)[0])
 
     def receive(self) -> Any:
         """The next message; EOFError when the parent closed its end (it exited)."""

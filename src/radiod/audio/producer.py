@@ -12,6 +12,7 @@ import contextvars
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
@@ -35,6 +36,14 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+# Production runs this much further ahead than delivery: chunks wait in the producer until
+# their time (see `Producer.step`). One worker thread runs many sessions, so one session's
+# slow step (opening and decoding the next track, ~40 ms, several times that on a loaded
+# machine) delays every other session's next chunk; when sessions started together change
+# tracks together, those delays add up (measured: 0.3-0.7 s stalls with ten 8-second-track
+# sessions on a loaded 2-core machine). Chunks made a second early absorb such a stall, so
+# listeners receive a steady stream. The price: a skip is heard this much later.
+HOLD_SECONDS = 1.0
 # Seconds by which a first chunk since a start goes before any other chunk (`Producer.due`).
 FIRST_CHUNK_PRIORITY = 3600.0
 # Paths named in one `mixer.track_failed` line for a burst of failures.
@@ -100,6 +109,8 @@ class Producer:
         self._anchor_wall = 0.0
         self._anchor_stream = 0.0
         self._fresh = False  # nothing made since the last anchor (see `due`)
+        # Made but not yet handed to the sink: (release time, a chunk and what came before it).
+        self._held: deque[tuple[float, list[Output]]] = deque()
         self.context = contextvars.Context()
 
     # -- state, read and changed under the scheduler's lock ------------------------------
@@ -122,7 +133,15 @@ class Producer:
         """
         if self._fresh:
             return self._anchor_wall - FIRST_CHUNK_PRIORITY
-        return self._anchor_wall + (self.produced_until - self._anchor_stream) - self._burst
+        return self._release_time(self.produced_until) - HOLD_SECONDS
+
+    def release_due(self) -> float:
+        """Monotonic time at which the oldest held chunk goes to the sink (inf: none held)."""
+        return self._held[0][0] if self._held else math.inf
+
+    def _release_time(self, stream_time: float) -> float:
+        """When the audio before `stream_time` must be out: its lead is then the burst."""
+        return self._anchor_wall + (stream_time - self._anchor_stream) - self._burst
 
     def anchor(self, context: contextvars.Context) -> None:
         """Count the lead from now: the live point is what has been produced so far."""
@@ -150,39 +169,61 @@ class Producer:
 
     # -- stepping, on the scheduler's thread, inside `self.context` ----------------------
     def step(self) -> None:
-        """Advance the pipeline to its next chunk, handing everything on the way to the sink.
+        """Make the pipeline's next chunk; it goes to the sink, with everything made on the
+        way, when its time comes (`release`), at once during a burst.
 
         A pipeline that raises has failed beyond what it recovers from by itself (it
         rebuilds itself after a bad join): the session ends, so its clients restart on a
         new one rather than hold a socket that carries nothing.
         """
+        made: list[Output] = []
         try:
             if self._output is None:
                 self._output = self._pipeline(self.next_seq, self.produced_until, self.skip_event)
-            while True:
-                item = next(self._output)
-                self._dispatch(item)
-                if isinstance(item, Chunk):
-                    return
+            while not isinstance(item := next(self._output), Chunk):
+                made.append(item)
         except Exception as exc:
-            log.error(
-                "mixer.failed",
-                stream_time=round(self.produced_until, 3),
-                error=str(exc) if isinstance(exc, MixerGaveUp) else repr(exc),
-                exc_info=not isinstance(exc, MixerGaveUp),
-            )
-            self.failed = True
-            self.running = False
-            self.close()
-            self.sink.on_failed("mixer_failed")
-            log.info("mixer.stopped", stream_time=round(self.produced_until, 3))
+            self.flush()
+            for earlier in made:
+                self._dispatch(earlier)
+            self._fail(exc)
+            return
+        made.append(item)
+        self._held.append((self._release_time(item.stream_time), made))
+        self.produced_until = item.end_time
+        self.next_seq = item.seq + 1
+        self._fresh = False
+        self.release()
+
+    def release(self) -> None:
+        """Hand the sink every held chunk whose time has come."""
+        now = time.monotonic()
+        while self._held and self._held[0][0] <= now:
+            for item in self._held.popleft()[1]:
+                self._dispatch(item)
+
+    def flush(self) -> None:
+        """Hand the sink everything held (stopping: the stream resumes after the last chunk)."""
+        while self._held:
+            for item in self._held.popleft()[1]:
+                self._dispatch(item)
+
+    def _fail(self, exc: Exception) -> None:
+        log.error(
+            "mixer.failed",
+            stream_time=round(self.produced_until, 3),
+            error=str(exc) if isinstance(exc, MixerGaveUp) else repr(exc),
+            exc_info=not isinstance(exc, MixerGaveUp),
+        )
+        self.failed = True
+        self.running = False
+        self.close()
+        self.sink.on_failed("mixer_failed")
+        log.info("mixer.stopped", stream_time=round(self.produced_until, 3))
 
     def _dispatch(self, item: Output) -> None:
         sink = self.sink
         if isinstance(item, Chunk):
-            self.produced_until = item.end_time
-            self.next_seq = item.seq + 1
-            self._fresh = False
             sink.on_chunk(item)
         elif isinstance(item, TrackEvent):
             track = item.track

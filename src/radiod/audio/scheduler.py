@@ -29,10 +29,15 @@ class Scheduler:
 
     def __init__(self, name: str = "radiod-mixer") -> None:
         self._name = name
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.RLock())
         self._producers: list[Producer] = []
         self._current: Producer | None = None  # being stepped, outside the lock
         self._thread: threading.Thread | None = None
+
+    def held(self) -> threading.Condition:
+        """`with scheduler.held():` no step is chosen until the block ends, so several
+        starts made in it are seen together (reentrant: the methods below may be called)."""
+        return self._cond
 
     def add(self, producer: Producer) -> None:
         with self._cond:
@@ -57,11 +62,13 @@ class Scheduler:
             self._wake()
 
     def stop(self, producer: Producer) -> bool:
-        """Stop stepping `producer`; waits for a step under way. Whether it was running."""
+        """Stop stepping `producer` and hand over what it holds; waits for a step under way.
+        Whether it was running."""
         with self._cond:
             self._wait_idle(producer)
             was_running = producer.running
             producer.running = False
+            producer.context.run(producer.flush)
             return was_running
 
     def remove(self, producer: Producer) -> None:
@@ -85,29 +92,36 @@ class Scheduler:
             self._thread.start()
         self._cond.notify_all()
 
-    def _next(self) -> Producer | None:
-        """The producer to step now (waiting until one is due); None when none is active."""
+    def _next(self) -> tuple[Producer, bool] | None:
+        """What to do now, waiting until something is due: (producer, whether to release its
+        held chunks rather than make one); None when nothing is active or held."""
         while True:
-            active = [p for p in self._producers if p.active]
-            if not active:
+            chosen: tuple[Producer, bool] | None = None
+            when = float("inf")
+            for producer in self._producers:
+                if producer.release_due() <= when:  # releases first: they cost nothing
+                    chosen, when = (producer, True), producer.release_due()
+                if producer.active and producer.due() < when:
+                    chosen, when = (producer, False), producer.due()
+            if chosen is None or when == float("inf"):
                 return None
-            first = min(active, key=Producer.due)
-            wait = first.due() - time.monotonic()
+            wait = when - time.monotonic()
             if wait <= 0:
-                return first
+                return chosen
             self._cond.wait(wait)
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                producer = self._next()
-                if producer is None:
+                chosen = self._next()
+                if chosen is None:
                     self._thread = None
                     self._cond.notify_all()
                     return
+                producer, release = chosen
                 self._current = producer
             try:
-                producer.context.run(producer.step)
+                producer.context.run(producer.release if release else producer.step)
             finally:
                 with self._cond:
                     self._current = None

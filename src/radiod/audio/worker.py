@@ -197,6 +197,9 @@ class WorkerSessions:
                 del self._producers[session_id]
                 self._scheduler.remove(producer)
 
+    def held(self) -> threading.Condition:
+        return self._scheduler.held()
+
     def close(self) -> None:
         self.spares.close()
         for producer in list(self._producers.values()):
@@ -220,9 +223,17 @@ def main(argv: list[str]) -> int:
     try:
         while True:
             message = channel.receive()
+            # Everything the parent sent together is handled before the next step is chosen:
+            # fifty sessions started at once are fifty fresh producers, served in turn,
+            # rather than the first one's burst while the rest are still being read.
+            with worker.held():
+                while message[0] != "exit":
+                    worker.handle(*message)
+                    if not channel.pending():
+                        break
+                    message = channel.receive()
             if message[0] == "exit":
                 break
-            worker.handle(*message)
     except (EOFError, OSError):
         pass  # the parent is gone
     finally:
