@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -70,10 +71,13 @@ def make_config(**sections: dict[str, Any]) -> Config:
     # second these tests create; it is off unless a test asks for it.
     # Loudness normalisation (proven in test_loudness) would measure the library into the
     # user's cache and change levels the timing tests fit waveforms to; off unless asked for.
+    # Mixers run as threads of the test process (audio.workers = 0) unless a test asks for
+    # worker processes: quicker to start, and a test can reach into them (monkeypatching).
+    # RADIOD_TEST_WORKERS=2 runs a file's tests with a pool of two instead.
     raw: dict[str, dict[str, Any]] = {
         "testing": {"fault_hooks": True},
         "session": {"max_encoder_load": 0},
-        "audio": {"loudness": False},
+        "audio": {"loudness": False, "workers": int(os.environ.get("RADIOD_TEST_WORKERS", "0"))},
     }
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from radiod.app import create_app
 from radiod.audio.ring import Chunk, Ring
-from radiod.audio.runner import _Pace
+from radiod.audio.stats import LeadWatch
 from radiod.config import ConfigError, parse_config
 from radiod.library import Track
 from radiod.metrics import Metrics
@@ -186,13 +186,13 @@ def test_a_worker_feeds_its_speed_and_underruns_under_its_own_label() -> None:
     assert metrics.worker("pool-1") is pool
     pool.chunk_produced(audio_seconds=1.0, busy_seconds=0.04)
     pool.chunk_produced(audio_seconds=1.0, busy_seconds=0.06)
-    pace = _Pace(pool, burst=1.0)
-    pace.produced(0.25, 0.0)  # a cold start: behind the clock before it ever led
-    pace.produced(0.25, 0.5)  # ahead
-    pace.produced(0.25, 0.0)  # behind: listeners run dry
-    pace.produced(0.25, 0.0)  # still the same spell
-    pace.produced(0.25, 5.0)
-    pace.produced(0.25, 0.0)  # a second spell
+    watch = LeadWatch()  # how a producer decides an underrun, from its lead over the clock
+    # A cold start behind the clock before it ever led; ahead; behind (listeners run dry);
+    # still the same spell; ahead; a second spell.
+    for lead in (-0.25, 0.5, -0.25, -0.5, 5.0, -1.0):
+        pool.chunk_produced(audio_seconds=0.25, busy_seconds=0.0)
+        if watch.fell_behind(lead):
+            pool.underrun()
     samples = parse(generate_latest(metrics.registry).decode())
     assert value(samples, "radiod_mixer_underruns_total", worker="pool-1") == 2
     assert value(samples, "radiod_chunks_produced_total", worker="pool-1") == 8

@@ -15,6 +15,8 @@ import structlog
 from aiohttp import web
 
 from radiod.audio.loudness_sweep import loudness_sweep_ctx
+from radiod.audio.pool import WorkerPool, worker_count
+from radiod.audio.runner import LocalMixers
 from radiod.catalog import Catalog, as_catalog
 from radiod.config import Config
 from radiod.library import LiveLibrary, Track
@@ -33,7 +35,7 @@ from radiod.web import (
 )
 from radiod.web.context import context_middleware, set_client_cookie
 from radiod.web.guards import CREATE_LIMITER, CreateLimiter, guard_middleware
-from radiod.web.keys import CONFIG, REGISTRY, STARTED
+from radiod.web.keys import CONFIG, MIXERS, REGISTRY, STARTED
 from radiod.web.session_cookie import set_session_cookie
 
 log = structlog.get_logger(__name__)
@@ -81,8 +83,22 @@ def create_app(config: Config, tracks: Catalog | Sequence[Track]) -> web.Applica
         app.add_routes(faults.routes)
     app.router.add_static("/static/", WEB_ROOT / "static")
 
+    async def mixers_ctx(app: web.Application) -> AsyncIterator[None]:
+        workers = worker_count(config.audio)
+        if workers == 0:
+            app[MIXERS] = LocalMixers(catalog, config.audio, config.stream, metrics.worker())
+            yield
+            return
+        pool = WorkerPool(config, catalog, workers, metrics)
+        await pool.start()
+        app[MIXERS] = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
     async def registry_ctx(app: web.Application) -> AsyncIterator[None]:
-        registry = SessionRegistry(config, catalog, metrics)
+        registry = SessionRegistry(config, catalog, metrics, app[MIXERS])
         app[REGISTRY] = registry
         metrics.count_sessions(registry.sessions)
         registry.start_reaper()
@@ -109,6 +125,7 @@ def create_app(config: Config, tracks: Catalog | Sequence[Track]) -> web.Applica
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    app.cleanup_ctx.append(mixers_ctx)  # torn down last: sessions close before their workers
     app.cleanup_ctx.append(registry_ctx)
     app.cleanup_ctx.append(rescan_ctx)
     app.cleanup_ctx.append(loudness_sweep_ctx(config.audio, catalog))

@@ -18,6 +18,7 @@ import structlog
 from aiohttp import web
 
 from radiod.app import ACCESS_LOG_FORMAT, create_app
+from radiod.audio.pool import WorkerStartError
 from radiod.audit import cli as audit_cli
 from radiod.cluster import commands as cluster_cli
 from radiod.config import Config, ConfigError, load_config
@@ -157,7 +158,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, LibraryError, UsageError, cluster_cli.ClusterError) as exc:
+    except (
+        ConfigError,
+        LibraryError,
+        UsageError,
+        cluster_cli.ClusterError,
+        WorkerStartError,
+    ) as exc:
         print(f"radiod: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

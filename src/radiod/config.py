@@ -116,6 +116,9 @@ class AudioConfig:
     # psychoacoustic noise shaping at ~1.3x the speed of its default 3; 7 and above turn it
     # off. The CPU each level costs: README "Audio cost".
     mp3_quality: int = _spec(5, min=0, max=9)
+    # Processes that encode sessions (audio/pool.py): -1 = one per core, 0 = none (every
+    # mixer a thread of the HTTP process, which shares one GIL: ~25 sessions on 2 cores).
+    workers: int = _spec(-1, min=-1, max=1024)
 
 
 @dataclass(frozen=True, slots=True)

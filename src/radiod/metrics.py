@@ -5,7 +5,7 @@ apps in one process (the tests) count apart. The figures come from three places:
 
 - gauges are read at scrape time from the sessions themselves, so nothing is kept in step;
 - counters are fed by the part that sees the event: a mixer through a `WorkerStats` (the
-  runner's `MixerStats`), the ring when it skips a slow reader, the write policy when it
+  `audio/stats.py` `MixerStats`), the ring when it skips a slow reader, the write policy when it
   drops a client, the page's health reports;
 - HTTP responses are counted when they start (`count_response`), by the route's canonical
   path, never the raw URL, so a client cannot mint label values.
@@ -85,7 +85,7 @@ class _SpeedWindow:
 
 
 class WorkerStats:
-    """The runner's `MixerStats` for every mixer of one worker (thread-safe).
+    """The `MixerStats` (audio/stats.py) for every mixer of one worker (thread-safe).
 
     Args:
         metrics: the app's metrics.

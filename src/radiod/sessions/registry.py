@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from radiod.admission import Admission
+from radiod.audio.runner import LocalMixers, MixerHost
 from radiod.catalog import Catalog
 from radiod.config import Config
 from radiod.node import node_name
@@ -38,20 +39,29 @@ class DrainingError(Exception):
 class SessionRegistry:
     """All sessions of this process, the cookie bindings, and the idle reaper."""
 
-    def __init__(self, config: Config, catalog: Catalog, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: Config,
+        catalog: Catalog,
+        metrics: Metrics,
+        mixers: MixerHost | None = None,
+    ) -> None:
         self._config = config
         server = config.server
         self.node = node_name(server.node, server.host, server.port)
         self.draining = False
         self._catalog = catalog
         self._metrics = metrics
+        self._mixers = mixers or LocalMixers(catalog, config.audio, config.stream, metrics.worker())
         self._sessions: dict[str, Session] = {}
         self._closing: set[asyncio.Task[None]] = set()  # failed sessions being reaped
         self._bindings: OrderedDict[str, str] = OrderedDict()
         self._reaper: asyncio.Task[None] | None = None
+        # The budget is per encoding process: each has a GIL of its own (radiod.admission).
         self.admission = Admission(
-            config.session.max_encoder_load,
+            config.session.max_encoder_load * self._mixers.processes,
             lambda: [s.mixer for s in self._sessions.values()],
+            cpu_clock=self._mixers.cpu_seconds,
         )
 
     def sessions(self) -> list[Session]:
@@ -80,6 +90,7 @@ class SessionRegistry:
             asyncio.get_running_loop(),
             self._session_failed,
             self._metrics,
+            self._mixers,
         )
         self._sessions[session_id] = session
         self.bind(client_id, session_id)

@@ -21,7 +21,7 @@ import structlog
 
 from radiod.audio.outputs import TrackEvent
 from radiod.audio.ring import Chunk, Ring, RingReader
-from radiod.audio.runner import Mixer
+from radiod.audio.runner import LocalMixers, MixerHandle, MixerHost
 from radiod.catalog import Catalog
 from radiod.config import Config
 from radiod.library import Track
@@ -75,7 +75,7 @@ class MixerSwitch:
     """
 
     def __init__(
-        self, mixer: Mixer, session_id: str, grace: float, heard: Callable[[], bool]
+        self, mixer: MixerHandle, session_id: str, grace: float, heard: Callable[[], bool]
     ) -> None:
         self._mixer = mixer
         self._session_id = session_id
@@ -96,11 +96,16 @@ class MixerSwitch:
         if not self._mixer.running:
             # The mixer thread copies the caller's log context: give it the session's
             # alone, not the first listener's client and channel.
-            contextvars.Context().run(self._start)
+            contextvars.Context().run(self._in_session, self._mixer.start)
 
-    def _start(self) -> None:
+    def prime(self) -> None:
+        """Have the first chunk made now (item 4 of issue 11: a first listener arriving a
+        moment later finds audio waiting instead of waiting for a pipeline to open)."""
+        contextvars.Context().run(self._in_session, self._mixer.prime)
+
+    def _in_session(self, action: Callable[[], None]) -> None:
         structlog.contextvars.bind_contextvars(session_id=self._session_id)
-        self._mixer.start()
+        action()
 
     def stop_later(self) -> None:
         """The last listener left: stop after the grace period unless one comes back."""
@@ -142,6 +147,7 @@ class Session:
         loop: asyncio.AbstractEventLoop,
         on_failed: Callable[[Session], None],
         metrics: Metrics,
+        mixers: MixerHost | None = None,
     ) -> None:
         self.id = session_id
         self.created_by = client_id
@@ -152,9 +158,8 @@ class Session:
             burst_seconds=config.stream.burst_seconds,
             on_skip=metrics.listener_skipped,
         )
-        self.mixer = Mixer(
-            catalog, config.audio, config.stream, _LoopSink(self, loop), stats=metrics.worker()
-        )
+        host = mixers or LocalMixers(catalog, config.audio, config.stream, metrics.worker())
+        self.mixer = host.mixer(session_id, _LoopSink(self, loop))
         self._on_failed = on_failed
         self._listeners = Listeners()
         self._switch = MixerSwitch(
@@ -163,6 +168,7 @@ class Session:
         self._events = EventHub()
         self._now_playing = NowPlaying()
         self.closed = False
+        self._switch.prime()
         # Whether an audio listener or events client ever came: never-attached sessions are
         # reaped after `unattached_timeout_seconds`, sooner than idle ones.
         self.attached = False
