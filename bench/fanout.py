@@ -84,6 +84,11 @@ path = ""
 [session]
 max_sessions = {max_sessions}
 idle_timeout_seconds = 3600
+max_encoder_load = 0
+
+[limits]
+create_burst = 0
+connections_per_ip = 0
 
 [log]
 format = "json"

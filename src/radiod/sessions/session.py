@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from radiod.audio.fanout import Fanout
 from radiod.audio.outputs import TrackEvent
 from radiod.audio.ring import Chunk, Ring, RingReader
 from radiod.audio.runner import Mixer
@@ -146,6 +147,7 @@ class Session:
         self.ring = Ring(
             ring_seconds=config.stream.ring_seconds, burst_seconds=config.stream.burst_seconds
         )
+        self.fanout = Fanout(self.ring)  # writes each chunk to every listener's socket
         self.mixer = Mixer(catalog, config.audio, config.stream, _LoopSink(self, loop))
         self._on_failed = on_failed
         self._listeners = Listeners()
