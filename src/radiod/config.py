@@ -53,6 +53,9 @@ class ServerConfig:
     # Signs the client cookie. Empty: a random secret per start-up, so cookies last one
     # server run; instances behind one proxy must share the same secret.
     secret: str = _spec("")
+    # "uvloop": cheaper socket writes (radiod/loops.py); "auto": uvloop when installed.
+    # asyncio's by default: only it logs running out of descriptors (libuv drops quietly).
+    event_loop: str = _spec("asyncio", choices=("auto", "uvloop", "asyncio"))
 
 
 @dataclass(frozen=True, slots=True)

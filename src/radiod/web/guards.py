@@ -365,9 +365,15 @@ class GuardedSite(web.BaseSite):
     """A TCP site whose connections pass through a `ConnectionGuard`."""
 
     def __init__(
-        self, runner: web.BaseRunner, host: str, port: int, *, guard: ConnectionGuard
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        *,
+        guard: ConnectionGuard,
+        backlog: int = 128,
     ) -> None:
-        super().__init__(runner)
+        super().__init__(runner, backlog=backlog)
         self._host = host
         self._port = port
         self.guard = guard
@@ -381,5 +387,5 @@ class GuardedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None  # BaseSite refuses a runner that was not set up
         self._server = await asyncio.get_running_loop().create_server(
-            self.guard.protocol_factory(server), self._host, self._port
+            self.guard.protocol_factory(server), self._host, self._port, backlog=self._backlog
         )
