@@ -191,6 +191,17 @@ class RingReader:
     through the event loop, possibly after this reader was created.
     """
 
+    # One per listener: slotted, so thousands of them stay small.
+    __slots__ = (
+        "_closed",
+        "_cursor",
+        "_delivered_until",
+        "_header",
+        "_resumed_after",
+        "_ring",
+        "_waiting",
+    )
+
     def __init__(self, ring: Ring) -> None:
         self._ring = ring
         self._cursor: int | None = ring._live_index() if ring._chunks else None

@@ -10,6 +10,7 @@ session and attaches the listener (`web/stream.py`).
 from __future__ import annotations
 
 import re
+from functools import partial
 
 from aiohttp import web
 
@@ -118,7 +119,7 @@ class AudioStreamResponse(web.StreamResponse):
             reader,
             listener,
             chunked=writer.chunked,
-            first=lambda chunk: self._first_bytes(listener, reader, chunk),
+            first=partial(self._first_bytes, listener, reader),
             frame=self._pack if self._icy is not None else None,
         )
         faults.on_stall(self._request, outlet.hold)

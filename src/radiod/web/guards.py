@@ -301,6 +301,9 @@ class _GuardedConnection(asyncio.Protocol):
     reset: a half-sent second request is closed `keepalive_timeout` after the response.
     """
 
+    # One per open connection: slotted, so thousands of listeners stay small.
+    __slots__ = ("_address", "_guard", "_inner", "_make_protocol", "_tail", "_timer")
+
     def __init__(self, guard: ConnectionGuard, make_protocol: Callable[[], asyncio.Protocol]):
         self._guard = guard
         self._make_protocol = make_protocol
