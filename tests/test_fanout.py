@@ -38,37 +38,62 @@ def chunk(seq: int) -> Chunk:
 class _ServerSide(asyncio.Protocol):
     def __init__(self, made: asyncio.Queue[asyncio.Transport]) -> None:
         self._made = made
+        self.lost = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        # uvloop's transports are no asyncio.Transport subclasses, hence no isinstance.
         # A small send buffer, so a client that stops reading fills it quickly.
         transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         self._made.put_nowait(transport)
 
 
-@pytest.fixture
-async def connect() -> AsyncIterator[Callable[[], asyncio.Future]]:
-    """`await connect()`: (server-side transport, client StreamReader, client writer)."""
-    made: asyncio.Queue[asyncio.Transport] = asyncio.Queue()
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _ServerSide(made), "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    writers = []
+class Loopback:
+    """A loopback server whose connections' server-side transports the test writes to."""
 
-    async def open_one() -> tuple[asyncio.Transport, asyncio.StreamReader]:
+    def __init__(self) -> None:
+        self._made: asyncio.Queue[asyncio.Transport] = asyncio.Queue()
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _ServerSide(self._made), "127.0.0.1", 0)
+
+    async def connect(self) -> tuple[asyncio.Transport, asyncio.StreamReader]:
+        """(server-side transport, client reader) of a new connection."""
+        assert self._server is not None
+        port = self._server.sockets[0].getsockname()[1]
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a tiny receive buffer
         sock.setblocking(False)
-        await loop.sock_connect(sock, ("127.0.0.1", port))
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
         reader, writer = await asyncio.open_connection(sock=sock, limit=CHUNK_BYTES * 2)
-        writers.append(writer)
-        return await made.get(), reader
+        self._writers.append(writer)
+        return await self._made.get(), reader
 
-    yield open_one  # type: ignore[misc]
-    for writer in writers:
-        writer.close()
-    server.close()
-    await server.wait_closed()
+    async def close_one(self, index: int) -> None:
+        """The client of connection `index` leaves."""
+        self._writers[index].close()
+        await self._writers[index].wait_closed()
+
+    async def close(self) -> None:
+        for writer in self._writers:
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Callable[[], asyncio.Future]]:
+    """`await connect()`: (server-side transport, client StreamReader)."""
+    loopback = Loopback()
+    await loopback.start()
+    yield loopback.connect  # type: ignore[misc]
+    await loopback.close()
 
 
 def serve(fanout: Fanout, ring: Ring, transport: asyncio.Transport) -> asyncio.Task[None]:
@@ -196,6 +221,36 @@ async def test_listeners_that_leave_leave_nothing_behind(radiod_client: ClientFa
     await wait_until(lambda: session.listener_count == 1 and len(session.fanout) == 1, 10)
     await wait_until(lambda: _open_fds() <= fds and len(asyncio.all_tasks()) <= tasks, 10)
     await read_bytes(first, 16_000)  # the one that stayed still hears the stream
+
+
+async def _a_closed_connection_costs_the_others_nothing() -> None:
+    loopback = Loopback()
+    await loopback.start()
+    ring = Ring(ring_seconds=5.0, burst_seconds=CHUNK_SECONDS)
+    fanout = Fanout(ring)
+    ring.push(chunk(0))
+    (gone, gone_reader), (stays, stays_reader) = [await loopback.connect() for _ in range(2)]
+    tasks = [serve(fanout, ring, gone), serve(fanout, ring, stays)]
+    for reader in (gone_reader, stays_reader):
+        await reader.readexactly(CHUNK_BYTES)
+    server_side = gone.get_protocol()
+    await loopback.close_one(0)
+    await wait_until(lambda: server_side.lost, 5)  # type: ignore[attr-defined]
+    ring.push(chunk(1))  # uvloop raises on a write to a closed transport: none is made
+    seen: list[int] = []
+    await asyncio.wait_for(read_seqs(stays_reader, seen, 1), 5)
+    assert seen == [1]
+    ring.close()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    await loopback.close()
+
+
+def test_a_closed_connection_costs_the_others_nothing_on_either_loop() -> None:
+    """Between a disconnect and its handler's removal, the step must skip that transport."""
+    asyncio.run(_a_closed_connection_costs_the_others_nothing())
+    uvloop = pytest.importorskip("uvloop")
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_a_closed_connection_costs_the_others_nothing())
 
 
 def test_the_event_loop_is_asyncio_s_unless_uvloop_is_chosen() -> None:

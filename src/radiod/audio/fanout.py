@@ -161,7 +161,13 @@ class Fanout:
         fed = [*self._fed]  # before the step: the ones it finds blocked wait for the next
         for outlet in self._live:
             transport = outlet.transport
-            if outlet.held or transport.get_write_buffer_size() > HIGH_WATER:
+            # A closed transport (uvloop raises on a write to it) waits in the fed set
+            # for its handler, cancelled by the disconnect, to remove it.
+            if (
+                outlet.held
+                or transport.get_write_buffer_size() > HIGH_WATER
+                or transport.is_closing()
+            ):
                 blocked.append(outlet)
                 continue
             if outlet.chunked:
