@@ -96,10 +96,36 @@ async def connect() -> AsyncIterator[Callable[[], asyncio.Future]]:
     await loopback.close()
 
 
-def serve(fanout: Fanout, ring: Ring, transport: asyncio.Transport) -> asyncio.Task[None]:
-    outlet = Outlet(
-        transport, ring.reader(), Listener("l", "c"), chunked=False, first=lambda c: b""
-    )
+async def test_chunks_written_a_slice_per_loop_turn_stay_in_order(
+    connect: Callable[[], asyncio.Future],
+) -> None:
+    ring = Ring(ring_seconds=5.0, burst_seconds=CHUNK_SECONDS)
+    fanout = Fanout(ring, slice_size=3)
+    ring.push(chunk(0))
+    pairs = [await connect() for _ in range(10)]
+    listeners = [Listener(f"l{i}", "c") for i in range(10)]
+    tasks = [serve(fanout, ring, t, x) for (t, _), x in zip(pairs, listeners, strict=True)]
+    for _, reader in pairs:
+        await reader.readexactly(CHUNK_BYTES)
+    ring.push(chunk(1))
+    assert [x.last_seq for x in listeners].count(1) == 3  # one slice now, the rest later
+    ring.push(chunk(2))  # before the loop turned: chunk 1's last slices go out first
+    assert [x.last_seq for x in listeners].count(1) == 7
+    assert [x.last_seq for x in listeners].count(2) == 3
+    for _, reader in pairs:
+        seen: list[int] = []
+        await asyncio.wait_for(read_seqs(reader, seen, 2), 5)
+        assert seen == [1, 2]
+    assert [x.last_seq for x in listeners] == [2] * 10
+    ring.close()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+
+
+def serve(
+    fanout: Fanout, ring: Ring, transport: asyncio.Transport, listener: Listener | None = None
+) -> asyncio.Task[None]:
+    listener = listener or Listener("l", "c")
+    outlet = Outlet(transport, ring.reader(), listener, chunked=False, first=lambda c: b"")
     return asyncio.ensure_future(fanout.serve(outlet))
 
 

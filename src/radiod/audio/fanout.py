@@ -37,6 +37,9 @@ CATCH_UP_BYTES = 256 * 1024
 # A listener that takes nothing for this long is dropped, never sooner: the patience the
 # SSE channel gets too (web/sending.py), and what the slow-listener tests rely on.
 MIN_DROP_SECONDS = 30.0
+# Live listeners written per turn of the event loop: at ~11 us a write, 4,000 listeners in one
+# pass held every other request (/healthz p99 65 ms); 500 hold them ~6 ms at most.
+SLICE = 500
 _CRLF = b"\r\n"
 
 Frame = Callable[[bytes, list[Chunk]], bytes]
@@ -109,16 +112,26 @@ class Fanout:
         ring: the session's ring; the fan-out watches it.
         drop_after: seconds a listener may take nothing before it is dropped (default:
             `ring_seconds`, never under MIN_DROP_SECONDS).
+        slice_size: live listeners written per turn of the event loop.
     """
 
-    def __init__(self, ring: Ring, *, drop_after: float | None = None) -> None:
+    def __init__(
+        self, ring: Ring, *, drop_after: float | None = None, slice_size: int = SLICE
+    ) -> None:
         self._ring = ring
+        self._slice = slice_size
         self._drop_after = (
             drop_after if drop_after is not None else max(ring.ring_seconds, MIN_DROP_SECONDS)
         )
         # Insertion-ordered sets: live outlets get the shared bytes; the others are fed.
         self._live: dict[Outlet, None] = {}
         self._fed: dict[Outlet, None] = {}
+        # The chunk being written to the live outlets, a slice per loop turn (SLICE).
+        self._chunk: Chunk | None = None
+        self._framed: bytes | None = None
+        self._todo: list[Outlet] = []
+        self._next = 0
+        self._later: asyncio.Handle | None = None
         ring.watch(self._step)
 
     def __len__(self) -> int:
@@ -149,18 +162,35 @@ class Fanout:
 
     def _step(self, chunk: Chunk | None) -> None:
         """The ring got `chunk` (None: it closed): one pass over every outlet."""
+        self._write_live(len(self._todo))  # the previous chunk's last slices first, in order
         now = time.monotonic()
         if chunk is None:
             for outlet in [*self._live, *self._fed]:
                 self._feed(outlet, now)
                 self._end(outlet)
             return
-        data = chunk.data
-        framed = None
-        blocked = []
         fed = [*self._fed]  # before the step: the ones it finds blocked wait for the next
-        for outlet in self._live:
+        self._chunk, self._framed = chunk, None
+        self._todo, self._next = [*self._live], 0
+        self._write_live(self._slice)
+        for outlet in fed:
+            self._feed(outlet, now)
+
+    def _write_live(self, count: int) -> None:
+        """The current chunk's shared bytes to the next `count` live outlets; later the rest."""
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
+        chunk, todo, start = self._chunk, self._todo, self._next
+        if chunk is None or start >= len(todo):
+            return
+        end = self._next = min(start + count, len(todo))
+        data, live, blocked = chunk.data, self._live, []
+        for index in range(start, end):
+            outlet = todo[index]
             transport = outlet.transport
+            if outlet not in live:
+                continue  # left, or moved to the fed set, since the step began
             # A closed transport (uvloop raises on a write to it) waits in the fed set
             # for its handler, cancelled by the disconnect, to remove it.
             if (
@@ -171,19 +201,22 @@ class Fanout:
                 blocked.append(outlet)
                 continue
             if outlet.chunked:
-                if framed is None:
-                    framed = b"%x\r\n%b\r\n" % (len(data), data)
-                transport.write(framed)
+                if self._framed is None:
+                    self._framed = b"%x\r\n%b\r\n" % (len(data), data)
+                transport.write(self._framed)
             else:
                 transport.write(data)
             outlet.reader.advance(chunk)
             outlet.listener.sent(len(data), chunk.seq)
+        now = time.monotonic()
         for outlet in blocked:
-            del self._live[outlet]
+            del live[outlet]
             self._fed[outlet] = None
             outlet._blocked_since = now
-        for outlet in fed:
-            self._feed(outlet, now)
+        if end < len(todo):
+            self._later = asyncio.get_running_loop().call_soon(self._write_live, self._slice)
+        else:
+            self._chunk, self._framed, self._todo = None, None, []
 
     def _feed(self, outlet: Outlet, now: float) -> None:
         """Write what `outlet` is owed, in its own log context; make it live once caught up."""

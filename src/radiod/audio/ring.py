@@ -256,8 +256,9 @@ class RingReader:
         return chunks
 
     def advance(self, chunk: Chunk) -> None:
-        """`chunk`, the newest, was handed out by someone else (the broadcast step)."""
-        self._cursor = self._ring._end_index
+        """`chunk`, the one at the cursor, was handed out by someone else (the broadcast step)."""
+        assert self._cursor is not None
+        self._cursor += 1
         self._delivered_until = chunk.end_time
 
     async def read(self) -> list[Chunk] | None:
