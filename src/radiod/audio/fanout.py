@@ -137,6 +137,11 @@ class Fanout:
     def __len__(self) -> int:
         return len(self._live) + len(self._fed)
 
+    @property
+    def drop_after(self) -> float:
+        """Seconds a listener may take nothing before it is dropped."""
+        return self._drop_after
+
     async def serve(self, outlet: Outlet) -> None:
         """Feed `outlet` from now until the ring ends.
 
