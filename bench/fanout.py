@@ -570,7 +570,10 @@ def start_radiod(tmp: Path, sessions: int, loop: str) -> Server:
 def _healthz_time(port: int) -> float:
     """Seconds `GET /healthz` takes: the event loop's responsiveness (it waits for the GIL)."""
     t0 = time.monotonic()
-    http_json(port, "GET", "/healthz")
+    # A loop too busy to answer within urllib's 10 s is a figure (a very late answer), not a
+    # reason to stop the bench: with mixers as threads, 200 sessions starve the loop (§8).
+    with contextlib.suppress(OSError):
+        http_json(port, "GET", "/healthz")
     return time.monotonic() - t0
 
 
