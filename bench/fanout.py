@@ -1,7 +1,12 @@
 """What does one more listener cost radiod, next to Debian's Icecast on the same machine?
 
     .venv/bin/python bench/fanout.py [--listeners 1000] [--sessions 1] [--seconds 10]
-                                     [--no-icecast]
+                                     [--loop asyncio|uvloop|both] [--all] [--no-icecast]
+
+`--all` runs every scenario of issue 12 (1,000 and 4,000 listeners on one session, 200
+sessions of 20) on both event loops, with Icecast at 1,000 and 4,000; about 6 minutes.
+A short run for development: `--listeners 300 --seconds 5 --loop asyncio`. The bench
+raises its RLIMIT_NOFILE (inherited by radiod, Icecast and the load generator) to fit.
 
 DESIGN §7 sets the bar: Icecast 2.4 fans one 128 kb/s MP3 out to 1,000 loopback listeners at
 ~6% of one core, ~0.06 ms CPU per listener-second and ~1.8 kB RSS per listener. Why the
@@ -54,6 +59,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fanout_targets import LOOPS, SCENARIOS, raise_nofile, targets_table
+
 HOST = "127.0.0.1"
 BYTES_PER_SECOND = 16_000  # 128 kb/s MP3
 SHORT_FRACTION = 0.95  # a listener below 95% of that over the window fell behind
@@ -61,8 +68,11 @@ SETTLE_SECONDS = 2.0  # after attaching: let the 4 s bursts go out before measur
 BASE_SECONDS = 5.0  # the mixer-only baseline window
 ATTACH_TIMEOUT_SECONDS = 20.0
 # Icecast 2.4 listens with a backlog of 5 and accepts ~400 connections/s: faster connects
-# overflow its accept queue and then sit out SYN retransmits (1, 3, 7, 15 s...).
-CONNECT_INTERVAL_SECONDS = 0.005
+# overflow its accept queue and then sit out SYN retransmits (1, 3, 7, 15 s...). radiod
+# listens with a backlog of 4096 (cli.LISTEN_BACKLOG), so its listeners connect unpaced,
+# as they would after a restart.
+ICECAST_CONNECT_INTERVAL_SECONDS = 0.005
+PING_INTERVAL_SECONDS = 0.1  # GET /healthz during each window, for its p99
 STEADY_TIMEOUT_SECONDS = 6.0  # beyond this the sources cannot keep real time
 BURST_SECONDS = 4.0  # radiod's default `stream.burst_seconds`
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -77,6 +87,7 @@ RADIOD_CONFIG = """\
 [server]
 host = "127.0.0.1"
 port = 0
+event_loop = "{loop}"
 
 [library]
 path = ""
@@ -84,6 +95,11 @@ path = ""
 [session]
 max_sessions = {max_sessions}
 idle_timeout_seconds = 3600
+max_encoder_load = 0
+
+[limits]
+create_burst = 0
+connections_per_ip = 0
 
 [log]
 format = "json"
@@ -190,14 +206,16 @@ async def _connect(listener: _Listener, port: int, delay: float) -> None:
         listener.error = listener.status.decode(errors="replace") or "closed before a response"
 
 
-async def _attach(listeners: list[_Listener], port: int, paths: list[str]) -> dict[str, Any]:
-    """Open `paths`, paced, and wait for each one's first bytes."""
+async def _attach(
+    listeners: list[_Listener], port: int, paths: list[str], interval: float
+) -> dict[str, Any]:
+    """Open `paths`, `interval` seconds apart, and wait for each one's first bytes."""
     loop = asyncio.get_running_loop()
     new = [_Listener(_request(p, port), loop.create_future()) for p in paths]
     listeners.extend(new)
     started = time.monotonic()
     await asyncio.gather(
-        *(_connect(listener, port, i * CONNECT_INTERVAL_SECONDS) for i, listener in enumerate(new))
+        *(_connect(listener, port, i * interval) for i, listener in enumerate(new))
     )
     errors = Counter(listener.error for listener in new if listener.error)
     return {
@@ -254,8 +272,8 @@ class LoadGen:
             raise RuntimeError("the load generator died")
         return json.loads(line)
 
-    def attach(self, port: int, paths: list[str]) -> dict[str, Any]:
-        args = {"port": port, "paths": paths}
+    def attach(self, port: int, paths: list[str], interval: float) -> dict[str, Any]:
+        args = {"port": port, "paths": paths, "interval": interval}
         return self._call(op="attach", args=args)
 
     def snap(self) -> dict[str, Any]:
@@ -356,13 +374,13 @@ def _rates(before: dict[str, Any], after: dict[str, Any]) -> list[float]:
 
 
 def _wait(seconds: float, ping: Pinger | None) -> list[float]:
-    """Sleep `seconds`; with `ping`, time a request every half second meanwhile."""
+    """Sleep `seconds`; with `ping`, time a request every PING_INTERVAL_SECONDS meanwhile."""
     deadline = time.monotonic() + seconds
     latencies = []
     while time.monotonic() < deadline:
         if ping is not None:
             latencies.append(ping())
-        time.sleep(min(0.5, max(deadline - time.monotonic(), 0.0)))
+        time.sleep(min(PING_INTERVAL_SECONDS, max(deadline - time.monotonic(), 0.0)))
     return latencies
 
 
@@ -442,6 +460,7 @@ class Load:
     # radiod's mixers start with the first listener and must catch up first; Icecast's
     # source (ffmpeg -re) is already live.
     wait_steady: bool = False
+    connect_interval: float = 0.0
 
 
 def run_load(load: Load, seconds: float) -> tuple[int, Window, Window, list[Any], str]:
@@ -450,12 +469,14 @@ def run_load(load: Load, seconds: float) -> tuple[int, Window, Window, list[Any]
     try:
         idle_rss = sample(load.pid).rss_kb
         started = time.monotonic()
-        attach = [loadgen.attach(load.port, load.paths[: load.base_count])]
+        base_paths = load.paths[: load.base_count]
+        attach = [loadgen.attach(load.port, base_paths, load.connect_interval)]
         say(f"{load.base_count} baseline listener(s) attached: {attach[0]}")
         time.sleep(SETTLE_SECONDS)
         note = wait_steady(loadgen, started) if load.wait_steady else ""
         base = measure(load.pid, loadgen, BASE_SECONDS, load.ping)
-        attach.append(loadgen.attach(load.port, load.paths[load.base_count :]))
+        rest = load.paths[load.base_count :]
+        attach.append(loadgen.attach(load.port, rest, load.connect_interval))
         say(f"{len(load.paths) - load.base_count} more listeners attached: {attach[1]}")
         time.sleep(SETTLE_SECONDS)
         full = measure(load.pid, loadgen, seconds, load.ping)
@@ -523,9 +544,11 @@ def _wait_started(proc: subprocess.Popen[Any], log: Path, stderr: Path) -> int:
     raise RuntimeError("radiod did not log server.started within 180 s")
 
 
-def start_radiod(tmp: Path, sessions: int) -> Server:
+def start_radiod(tmp: Path, sessions: int, loop: str) -> Server:
+    tmp.mkdir()
     log, stderr, config = tmp / "radiod.log", tmp / "radiod.stderr", tmp / "radiod.toml"
-    config.write_text(RADIOD_CONFIG.format(max_sessions=sessions + 10, log=json.dumps(str(log))))
+    text = RADIOD_CONFIG.format(max_sessions=sessions + 10, log=json.dumps(str(log)), loop=loop)
+    config.write_text(text)
     # Only this file configures the server: no RADIOD_* overrides from the caller's shell.
     env = {k: v for k, v in os.environ.items() if not k.startswith("RADIOD_")}
     with stderr.open("wb") as err:
@@ -547,13 +570,16 @@ def start_radiod(tmp: Path, sessions: int) -> Server:
 def _healthz_time(port: int) -> float:
     """Seconds `GET /healthz` takes: the event loop's responsiveness (it waits for the GIL)."""
     t0 = time.monotonic()
-    http_json(port, "GET", "/healthz")
+    # A loop too busy to answer within urllib's 10 s is a figure (a very late answer), not a
+    # reason to stop the bench: with mixers as threads, 200 sessions starve the loop (§8).
+    with contextlib.suppress(OSError):
+        http_json(port, "GET", "/healthz")
     return time.monotonic() - t0
 
 
-def bench_radiod(tmp: Path, listeners: int, sessions: int, seconds: float) -> Result:
-    server = start_radiod(tmp, sessions)
-    say(f"radiod serving on port {server.port}")
+def bench_radiod(tmp: Path, listeners: int, sessions: int, seconds: float, loop: str) -> Result:
+    server = start_radiod(tmp / f"radiod-{loop}-{listeners}x{sessions}", sessions, loop)
+    say(f"radiod on {loop} serving on port {server.port}")
     try:
         ids = [
             http_json(server.port, "POST", "/create-session")["sessionId"] for _ in range(sessions)
@@ -567,7 +593,8 @@ def bench_radiod(tmp: Path, listeners: int, sessions: int, seconds: float) -> Re
         stop_process(server.proc)
     notes = [note] if note else []
     notes += scan_radiod_log(server.log, server.stderr)
-    return Result("radiod", listeners, sessions, sessions, idle, base, full, attach, notes)
+    name = f"radiod {loop}"
+    return Result(name, listeners, sessions, sessions, idle, base, full, attach, notes)
 
 
 def scan_radiod_log(log: Path, stderr: Path) -> list[str]:
@@ -638,7 +665,8 @@ def start_icecast(binary: str, tmp: Path, listeners: int) -> Server:
     port, logdir = _free_port(), tmp / "icecast"
     logdir.mkdir()
     # Icecast drops root for the icecast2 user, which must still reach its log folder.
-    tmp.chmod(0o755)
+    for folder in (tmp.parent, tmp):
+        folder.chmod(0o755)
     logdir.chmod(0o777)
     config = tmp / "icecast.xml"
     config.write_text(
@@ -694,7 +722,9 @@ def bench_icecast(tmp: Path, listeners: int, seconds: float) -> Result | str:
         source = start_source(mp3, server.port, tmp)
         if not wait_mount(server.port):
             return f"icecast mount never came up: {_tail(server.stderr)} {_tail(server.log)}"
-        load = Load(server.proc.pid, server.port, ["/live"] * listeners, 1)
+        paths = ["/live"] * listeners
+        load = Load(server.proc.pid, server.port, paths, 1, ping=None, wait_steady=False)
+        load.connect_interval = ICECAST_CONNECT_INTERVAL_SECONDS
         idle, base, full, attach, note = run_load(load, seconds)
     finally:
         if source is not None:
@@ -818,32 +848,36 @@ def _radiod_details(r: Result) -> list[str]:
     return lines
 
 
-def report(radiod: Result, icecast: Result | str) -> None:
-    columns = {"radiod": _column(radiod)}
+def report(radiods: list[Result], icecast: Result | str) -> None:
+    columns = {r.name: _column(r) for r in radiods}
     if isinstance(icecast, Result):
         columns["icecast2 (measured)"] = _column(icecast)
     print(_table(columns))
-    print()
-    for line in _radiod_details(radiod):
-        print(line)
+    for radiod in radiods:
+        print(f"\n{radiod.name}:")
+        for line in _radiod_details(radiod):
+            print(f"  {line}")
+        if isinstance(icecast, Result):
+            ice = max(icecast.ms_per_listener_s, 1e-9)
+            ratio_rss = radiod.kb_per_listener / max(icecast.kb_per_listener, 1e-9)
+            print(
+                f"  radiod / icecast: {radiod.ms_per_listener_s / ice:.2f}x CPU per"
+                f" listener-second ({_loop_ms(radiod) / ice:.2f}x counting radiod's event loop"
+                f" alone), {ratio_rss:.1f}x RSS per listener"
+            )
     if isinstance(icecast, Result):
-        ice = max(icecast.ms_per_listener_s, 1e-9)
-        print(f"radiod / icecast: {radiod.ms_per_listener_s / ice:.1f}x CPU per listener-second")
-        print(
-            f"                  ({_loop_ms(radiod) / ice:.1f}x counting radiod's event loop alone)"
-        )
-        ratio_rss = radiod.kb_per_listener / max(icecast.kb_per_listener, 1e-9)
-        print(f"                  {ratio_rss:.1f}x RSS per listener")
-        if radiod.sessions > 1:
+        if any(r.sessions > 1 for r in radiods):
             print("(icecast serves one mount: it is the fan-out reference, not a mixing one)")
     else:
-        print(f"icecast2 not measured: {icecast}")
+        print(f"\nicecast2 not measured: {icecast}")
         print(
             "reference from DESIGN.md §7, not measured in this run: Icecast 2.4, 1,000 listeners,"
             f" ~{DESIGN_BAR['cpu_pct']:.0f}% of one core, ~{DESIGN_BAR['ms_per_listener_s']} ms"
             f" CPU per listener-second, ~{DESIGN_BAR['kb_per_listener']} kB RSS per listener"
         )
-    for result in (radiod, icecast):
+    print()
+    print(targets_table(radiods, icecast))
+    for result in (*radiods, icecast):
         if isinstance(result, Result) and result.notes:
             print(f"\n{result.name} log:")
             print("\n".join(f"  {note}" for note in result.notes))
@@ -854,6 +888,8 @@ def main() -> int:
     parser.add_argument("--listeners", type=int, default=1000)
     parser.add_argument("--sessions", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=10.0, help="steady-state window")
+    parser.add_argument("--loop", choices=[*LOOPS, "both"], default="both", help="radiod's loop")
+    parser.add_argument("--all", action="store_true", help=f"every scenario: {SCENARIOS}")
     parser.add_argument("--no-icecast", action="store_true", help="skip the reference")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
@@ -861,15 +897,24 @@ def main() -> int:
     if args.loadgen:
         asyncio.run(_loadgen())
         return 0
-    if not 1 <= args.sessions < args.listeners:
+    scenarios = SCENARIOS if args.all else [(args.listeners, args.sessions)]
+    if not all(1 <= sessions < listeners for listeners, sessions in scenarios):
         parser.error("need 1 <= --sessions < --listeners")
+    say(raise_nofile(max(listeners for listeners, _ in scenarios)))
+    loops = LOOPS if args.loop == "both" else [args.loop]
     tmp = Path(tempfile.mkdtemp(prefix="radiod-fanout-"))
+    icecast: dict[int, Result | str] = {}
     try:
-        radiod = bench_radiod(tmp, args.listeners, args.sessions, args.seconds)
-        icecast: Result | str = "skipped (--no-icecast)"
-        if not args.no_icecast:
-            icecast = bench_icecast(tmp, args.listeners, args.seconds)
-        report(radiod, icecast)
+        for listeners, sessions in scenarios:
+            radiods = [bench_radiod(tmp, listeners, sessions, args.seconds, loop) for loop in loops]
+            if listeners not in icecast:
+                icecast[listeners] = "skipped (--no-icecast)"
+                if not args.no_icecast:
+                    where = tmp / f"icecast-{listeners}"
+                    where.mkdir()
+                    icecast[listeners] = bench_icecast(where, listeners, args.seconds)
+            print(f"\n=== {listeners} listeners on {sessions} session(s) ===")
+            report(radiods, icecast[listeners])
     finally:
         if args.keep:
             print(f"\nlogs kept in {tmp}")

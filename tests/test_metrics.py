@@ -16,12 +16,12 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from radiod.app import create_app
+from radiod.audio import fanout
 from radiod.audio.ring import Chunk, Ring
 from radiod.audio.stats import LeadWatch
 from radiod.config import ConfigError, parse_config
 from radiod.library import Track
 from radiod.metrics import Metrics
-from radiod.web import sending
 from tests.conftest import (
     ClientFactory,
     LogCapture,
@@ -219,8 +219,10 @@ async def _small_send_buffer(request: web.Request, response: web.StreamResponse)
 async def test_a_client_that_takes_nothing_is_dropped_and_counted(
     demo_tracks: list[Track], log_capture: LogCapture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sending, "WRITE_TIMEOUT_SECONDS", 1.0)
-    app = create_app(make_config(), demo_tracks)
+    # The fan-out drops a listener that took nothing for the ring's length (at least
+    # MIN_DROP_SECONDS): both as short as they go, so the test waits 5 s, not 30.
+    monkeypatch.setattr(fanout, "MIN_DROP_SECONDS", 1.0)
+    app = create_app(make_config(stream={"ring_seconds": 5}), demo_tracks)
     app.on_response_prepare.append(_small_send_buffer)
     async with TestClient(TestServer(app)) as client:
         session_id = await create_session(client)

@@ -26,6 +26,7 @@ from radiod.demo import default_demo_dir, generate_demo_library
 from radiod.drain import until_stopped
 from radiod.library import LibraryError, LiveLibrary
 from radiod.logs import configure_logging
+from radiod.loops import loop_factory
 from radiod.node import node_name
 from radiod.web.guards import ConnectionGuard, GuardedSite
 from radiod.web.keys import REGISTRY
@@ -34,6 +35,9 @@ log = structlog.get_logger(__name__)
 DEFAULT_CONFIG = Path("config.toml")
 # After SIGINT/SIGTERM, how long open responses get to finish once their sessions ended.
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
+# Connections the kernel queues before accept(): thousands of listeners may arrive at once
+# (a restart, a shared link); Linux caps it at net.core.somaxconn (4096 by default).
+LISTEN_BACKLOG = 4096
 
 
 class UsageError(Exception):
@@ -71,7 +75,9 @@ async def start_server(app: web.Application, config: Config) -> web.AppRunner:
         config.server.header_timeout_seconds,
         config.server.trusted_proxies,
     )
-    site = GuardedSite(runner, config.server.host, config.server.port, guard=guard)
+    site = GuardedSite(
+        runner, config.server.host, config.server.port, guard=guard, backlog=LISTEN_BACKLOG
+    )
     try:
         await site.start()
     except OSError as exc:
@@ -82,12 +88,16 @@ async def start_server(app: web.Application, config: Config) -> web.AppRunner:
     return runner
 
 
-async def _serve(config: Config, library: LiveLibrary) -> None:
+async def _serve(config: Config, library: LiveLibrary, loop_name: str) -> None:
     runner = await start_server(create_app(config, library), config)
     try:
         host, port = runner.addresses[0][:2]
         log.info(
-            "server.started", url=f"http://{host}:{port}/", port=port, tracks=len(library.tracks())
+            "server.started",
+            url=f"http://{host}:{port}/",
+            port=port,
+            tracks=len(library.tracks()),
+            event_loop=loop_name,
         )
         await until_stopped(runner.app[REGISTRY], config.server.drain_seconds)
         log.info("server.stopping")
@@ -116,7 +126,9 @@ def _configured(args: argparse.Namespace) -> Config:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _configured(args)
-    asyncio.run(_serve(config, load_library(config)))
+    loop_name, factory = loop_factory(config.server.event_loop)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_serve(config, load_library(config), loop_name))
     return 0
 
 

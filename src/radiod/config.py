@@ -86,6 +86,9 @@ class ServerConfig:
     # SIGTERM: refuse new sessions, let live listeners play up to this long, then end their
     # sessions (`session_ended`, reason `draining`) so pages restart elsewhere. 0: stop now.
     drain_seconds: float = _spec(0.0, min=0.0, max=86400.0)
+    # "uvloop": cheaper socket writes (radiod/loops.py); "auto": uvloop when installed.
+    # asyncio's by default: only it logs running out of descriptors (libuv drops quietly).
+    event_loop: str = _spec("asyncio", choices=("auto", "uvloop", "asyncio"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,16 +102,27 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self.mixers: dict[str, RemoteMixer] = {}
         self.alive = True
+        self._outbox: list[bytes] = []
 
     def send(self, *message: Any) -> None:
         """Queue a control message; from any thread (stop and close run in executors)."""
-        call_on(self._loop, self._write, frame(message))
+        call_on(self._loop, self._queue, frame(message))
 
-    def _write(self, data: bytes) -> None:
-        if self.alive and not self._writer.is_closing():
+    def _queue(self, data: bytes) -> None:
+        # Everything sent in one turn of the loop leaves in one write, so the worker reads
+        # it as one batch (`worker.main`): fifty sessions started together are seen together
+        # there, not the first one's burst while the rest are still on the way.
+        if not self._outbox:
+            self._loop.call_soon(self._flush)
+        self._outbox.append(data)
+
+    def _flush(self) -> None:
+        data, self._outbox = b"".join(self._outbox), []
+        if data and self.alive and not self._writer.is_closing():
             self._writer.write(data)
 
     def close_channel(self) -> None:
+        self._flush()
         self.alive = False
         self._writer.close()
 

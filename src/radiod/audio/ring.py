@@ -5,9 +5,11 @@ listener holds a `RingReader`, a cursor into the ring. The ring knows nothing of
 sockets (Icecast's `source.c`, not `format_mp3.c`): the only format fact it keeps is an
 opaque header (Ogg's ID and comment pages) that each reader sends before its first chunk.
 
-Everything here runs on the event loop thread. One shared future per push wakes all waiting
-readers at once, so fan-out costs one wake-up per chunk rather than one per reader per
-frame. A reader that fell off the tail is moved to the live point; nobody ever waits for it.
+Everything here runs on the event loop thread. Listeners are served by one broadcast step
+per push (`audio/fanout.py`, which `watch`es the ring) that takes from their readers without
+waiting (`RingReader.take`); a reader that awaits (`RingReader.read`, for probes) waits on
+one shared future per push. A reader that fell off the tail is moved to the live point;
+nobody ever waits for it.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class Ring:
         self._header = b""
         self._closed = False
         self._wakeup: asyncio.Future[None] | None = None
+        self._watchers: list[Callable[[Chunk | None], None]] = []
 
     @property
     def header(self) -> bytes:
@@ -103,8 +106,12 @@ class Ring:
         """Bytes every reader writes before its first chunk (Ogg header pages; b"" for MP3)."""
         self._header = header
 
+    def watch(self, watcher: Callable[[Chunk | None], None]) -> None:
+        """Call `watcher(chunk)` after every push, and `watcher(None)` once at close."""
+        self._watchers.append(watcher)
+
     def push(self, chunk: Chunk) -> None:
-        """Append `chunk`, forget chunks older than `ring_seconds` and wake every reader."""
+        """Append `chunk`, forget chunks older than `ring_seconds`, tell watchers, wake readers."""
         if self._closed:
             return
         chunks = self._chunks
@@ -113,6 +120,8 @@ class Ring:
         while len(chunks) > 1 and chunks[0].end_time <= horizon:
             chunks.popleft()
             self._first_index += 1
+        for watcher in self._watchers:
+            watcher(chunk)
         self._wake()
 
     def reader(self, after_seq: int | None = None) -> RingReader:
@@ -131,7 +140,11 @@ class Ring:
 
     def close(self) -> None:
         """End of stream: readers get what is left, then None."""
+        if self._closed:
+            return
         self._closed = True
+        for watcher in self._watchers:
+            watcher(None)
         self._wake()
 
     # -- for RingReader --------------------------------------------------------------
@@ -186,6 +199,17 @@ class RingReader:
     through the event loop, possibly after this reader was created.
     """
 
+    # One per listener: slotted, so thousands of them stay small.
+    __slots__ = (
+        "_closed",
+        "_cursor",
+        "_delivered_until",
+        "_header",
+        "_resumed_after",
+        "_ring",
+        "_waiting",
+    )
+
     def __init__(self, ring: Ring) -> None:
         self._ring = ring
         self._cursor: int | None = ring._live_index() if ring._chunks else None
@@ -208,6 +232,43 @@ class RingReader:
         """True when this reader was placed right after chunk `seq` (see `Ring.reader`)."""
         return self._resumed_after == seq
 
+    @property
+    def at_head(self) -> bool:
+        """True when it has taken every chunk the ring holds (and the ring holds some)."""
+        return self._cursor is not None and self._cursor == self._ring._end_index
+
+    def take(self, max_bytes: int | None = None) -> list[Chunk]:
+        """The chunks from the cursor to the head, now; [] when there are none.
+
+        The first call that finds chunks returns the burst. A reader that fell off the tail
+        is moved to the live point first. `max_bytes` caps the batch (at least one chunk),
+        so a listener catching up is fed a slice at a time.
+        """
+        ring = self._ring
+        if self._closed or not ring._chunks:
+            return []
+        if self._cursor is None:
+            self._cursor = ring._live_index()
+        elif self._cursor < ring._first_index:
+            self._skip_to_live()
+        chunks = ring._slice(self._cursor)
+        if max_bytes is not None:
+            size = 0
+            for count, chunk in enumerate(chunks):
+                size += len(chunk.data)
+                if size > max_bytes and count:
+                    chunks = chunks[:count]
+                    break
+        if chunks:
+            self._deliver(chunks)
+        return chunks
+
+    def advance(self, chunk: Chunk) -> None:
+        """`chunk`, the one at the cursor, was handed out by someone else (the broadcast step)."""
+        assert self._cursor is not None
+        self._cursor += 1
+        self._delivered_until = chunk.end_time
+
     async def read(self) -> list[Chunk] | None:
         """Every chunk from the cursor to the head; waits for the next push when there is none.
 
@@ -216,14 +277,8 @@ class RingReader:
         """
         ring = self._ring
         while not self._closed:
-            if self._cursor is None and ring._chunks:
-                self._cursor = ring._live_index()
-            cursor = self._cursor
-            if cursor is not None:
-                if cursor < ring._first_index:
-                    cursor = self._skip_to_live()
-                if cursor < ring._end_index:
-                    return self._deliver(ring._slice(cursor))
+            if batch := self.take():
+                return batch
             if ring.closed:
                 return None
             self._waiting = ring._waiter()
@@ -244,12 +299,12 @@ class RingReader:
         if self._waiting is not None:
             self._waiting.cancel()
 
-    def _deliver(self, chunks: list[Chunk]) -> list[Chunk]:
+    def _deliver(self, chunks: list[Chunk]) -> None:
         if self._header is None:
             self._header = self._ring.header
-        self._cursor = self._ring._end_index
+        assert self._cursor is not None
+        self._cursor += len(chunks)
         self._delivered_until = chunks[-1].end_time
-        return chunks
 
     def _skip_to_live(self) -> int:
         ring = self._ring

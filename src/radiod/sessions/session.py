@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from radiod.audio.fanout import Fanout
 from radiod.audio.outputs import TrackEvent
 from radiod.audio.ring import Chunk, Ring, RingReader
 from radiod.audio.runner import LocalMixers, MixerHandle, MixerHost
@@ -158,6 +159,7 @@ class Session:
             burst_seconds=config.stream.burst_seconds,
             on_skip=metrics.listener_skipped,
         )
+        self.fanout = Fanout(self.ring)  # writes each chunk to every listener's socket
         host = mixers or LocalMixers(catalog, config.audio, config.stream, metrics.worker())
         self.mixer = host.mixer(session_id, _LoopSink(self, loop))
         self._on_failed = on_failed

@@ -10,9 +10,11 @@ session and attaches the listener (`web/stream.py`).
 from __future__ import annotations
 
 import re
+from functools import partial
 
 from aiohttp import web
 
+from radiod.audio.fanout import Outlet
 from radiod.audio.outputs import TrackEvent
 from radiod.audio.ring import Chunk, RingReader
 from radiod.sessions import Listener, Session
@@ -95,7 +97,8 @@ class AudioStreamResponse(web.StreamResponse):
         """Send the headers, then the ring until it ends, the client leaves or a probe is met.
 
         Counts the bytes on `listener` (and the last chunk sent), where the session takes
-        them from to resume a dropped connection.
+        them from to resume a dropped connection. A stream is written by the session's
+        broadcast step (`audio/fanout.py`); this coroutine only waits for its end.
         """
         if self._range is not None and self._probe_length is None and not listener.resumed:
             # A 206 from the live point still counts its bytes from where the client asked,
@@ -104,23 +107,44 @@ class AudioStreamResponse(web.StreamResponse):
         await self.prepare(self._request)
         if listener.resumed and listener.stream_start is not None:
             self._session.listener_started(listener, listener.stream_start)
+        if self._probe_length is not None:
+            await self._send_probe(listener, reader)
+            return
+        writer, transport = self._payload_writer, self._request.transport
+        if writer is None or transport is None:
+            raise ConnectionResetError("the client left before its stream began")
+        writer.send_headers()  # aiohttp holds them back to send with the first body bytes
+        outlet = Outlet(
+            transport,
+            reader,
+            listener,
+            chunked=writer.chunked,
+            first=partial(self._first_bytes, listener, reader),
+            frame=self._pack if self._icy is not None else None,
+        )
+        faults.on_stall(self._request, outlet.hold)
+        counted = listener.bytes_sent
+        try:
+            await self._session.fanout.serve(outlet)
+        finally:
+            # For the access log's byte count: these bytes went around aiohttp's writer.
+            writer.output_size += listener.bytes_sent - counted
+
+    async def _send_probe(self, listener: Listener, reader: RingReader) -> None:
+        """Exactly the bytes a bounded Range asked for (Safari's `bytes=0-1`)."""
+        assert self._probe_length is not None
         head: bytes | None = None
         while (batch := await reader.read()) is not None:
             if head is None:
                 head = self._first_bytes(listener, reader, batch[0])
             if faults.stalled(self._request):
                 continue  # fault hook: the connection stays open, nothing more is sent
-            data = self._pack(head, batch)
+            data = self._pack(head, batch)[: self._probe_length - listener.bytes_sent]
             head = b""
-            if self._probe_length is not None:
-                data = data[: self._probe_length - listener.bytes_sent]
             await self.write(data)
-            if self._probe_length is None:
-                listener.sent(len(data), batch[-1].seq)
-            else:
-                listener.sent(len(data))  # a probe, not a listener: nothing to resume
-                if listener.bytes_sent >= self._probe_length:
-                    return
+            listener.sent(len(data))  # a probe, not a listener: nothing to resume
+            if listener.bytes_sent >= self._probe_length:
+                return
 
     def _first_bytes(self, listener: Listener, reader: RingReader, first: Chunk) -> bytes:
         """At the first chunk: announce the listener, and return the bytes to send first.

@@ -25,13 +25,19 @@ routes = web.RouteTableDef()
 
 
 class ConnectionFaults:
-    """The hooks' hold on one `/stream` connection: stalled or not, and how to abort it."""
+    """The hooks' hold on one `/stream` connection: stalled or not, how to stall and abort it."""
 
-    __slots__ = ("__weakref__", "abort", "stalled")
+    __slots__ = ("__weakref__", "abort", "hold", "stalled")
 
     def __init__(self, abort: Callable[[], None] | None) -> None:
         self.stalled = False
         self.abort = abort
+        self.hold: Callable[[], None] | None = None  # stops the broadcast step writing to it
+
+    def stall(self) -> None:
+        self.stalled = True
+        if self.hold is not None:
+            self.hold()
 
 
 # The connection's own request holds its `ConnectionFaults`; this index only finds them by
@@ -49,6 +55,15 @@ def watch(request: web.Request, listener: Listener) -> None:
     faults = ConnectionFaults(request.transport.abort if request.transport is not None else None)
     request[_FAULTS] = faults
     _BY_CONNECTION[listener.connection_id] = faults
+
+
+def on_stall(request: web.Request, hold: Callable[[], None]) -> None:
+    """Have the stall hook call `hold` for this connection (at once if it was stalled)."""
+    faults = request.get(_FAULTS)
+    if faults is not None:
+        faults.hold = hold
+        if faults.stalled:
+            hold()
 
 
 def stalled(request: web.Request) -> bool:
@@ -69,7 +84,7 @@ async def stall(request: web.Request) -> web.Response:
     connections = _connections(request)
     for _, faults in connections:
         if faults is not None:
-            faults.stalled = True
+            faults.stall()
     names = [name for name, _ in connections]
     log.warning("fault.stall", listeners=names)
     return web.json_response({"stalled": names})

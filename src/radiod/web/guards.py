@@ -307,6 +307,9 @@ class _GuardedConnection(asyncio.Protocol):
     reset: a half-sent second request is closed `keepalive_timeout` after the response.
     """
 
+    # One per open connection: slotted, so thousands of listeners stay small.
+    __slots__ = ("_address", "_guard", "_inner", "_make_protocol", "_tail", "_timer")
+
     def __init__(self, guard: ConnectionGuard, make_protocol: Callable[[], asyncio.Protocol]):
         self._guard = guard
         self._make_protocol = make_protocol
@@ -373,9 +376,15 @@ class GuardedSite(web.BaseSite):
     """A TCP site whose connections pass through a `ConnectionGuard`."""
 
     def __init__(
-        self, runner: web.BaseRunner, host: str, port: int, *, guard: ConnectionGuard
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        *,
+        guard: ConnectionGuard,
+        backlog: int = 128,
     ) -> None:
-        super().__init__(runner)
+        super().__init__(runner, backlog=backlog)
         self._host = host
         self._port = port
         self.guard = guard
@@ -389,5 +398,5 @@ class GuardedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None  # BaseSite refuses a runner that was not set up
         self._server = await asyncio.get_running_loop().create_server(
-            self.guard.protocol_factory(server), self._host, self._port
+            self.guard.protocol_factory(server), self._host, self._port, backlog=self._backlog
         )

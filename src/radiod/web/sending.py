@@ -2,8 +2,9 @@
 
 A client whose socket accepts nothing for WRITE_TIMEOUT_SECONDS is gone in all but name.
 It is aborted, not ended gracefully: a graceful end would wait for the same unread
-buffer to drain. Both streaming responses (`AudioStreamResponse`, the SSE response)
-route their `write` through `send`.
+buffer to drain. The SSE response and audio probes route their `write` through `send`;
+audio streams are written by the fan-out (`audio/fanout.py`), which applies the same
+patience without a timer.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """`GET|HEAD /stream?session=ID`: the session's encoded audio, from the live point on.
 
 The handler finds the session, attaches a `Listener` for as long as the client stays, and
-hands the bytes to `AudioStreamResponse` (`web/audio_response.py`). A slow client only
-delays its own writes; the ring skips it forward if it falls behind.
+hands the bytes to `AudioStreamResponse` (`web/audio_response.py`), which gives the stream
+to the session's fan-out (`audio/fanout.py`): a slow client is skipped, caught up, skipped
+forward when it falls off the ring, and dropped when it takes nothing; never waited for.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from radiod.web import faults
 from radiod.web.audio_response import AudioStreamResponse, audio_headers
 from radiod.web.context import client_id, json_error, lookup_session
 from radiod.web.keys import REGISTRY
-from radiod.web.sending import WRITE_TIMEOUT_SECONDS, drop
+from radiod.web.sending import drop
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -77,7 +78,7 @@ async def _attached(
         request.app[REGISTRY].check_split(listener.client_id, "audio", session)
         yield listener, reader
     except TimeoutError:
-        log.warning("stream.slow_client_dropped", timeout_seconds=WRITE_TIMEOUT_SECONDS)
+        log.warning("stream.slow_client_dropped", timeout_seconds=session.fanout.drop_after)
         drop(request, "audio")
     except ConnectionError:
         pass  # the client left; that is how every stream ends
