@@ -37,13 +37,15 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-# Production runs this much further ahead than delivery: chunks wait in the producer until
-# their time (see `Producer.step`). One worker thread runs many sessions, so one session's
+# Production on a shared scheduler (a worker process's) runs this much further ahead than
+# delivery: chunks wait in the producer until their time (see `Producer.step`). One worker
+# thread runs many sessions, so one session's
 # slow step (opening and decoding the next track, ~40 ms, several times that on a loaded
 # machine) delays every other session's next chunk; when sessions started together change
 # tracks together, those delays add up (measured: 0.3-0.7 s stalls with ten 8-second-track
 # sessions on a loaded 2-core machine). Chunks made a second early absorb such a stall, so
-# listeners receive a steady stream. The price: a skip is heard this much later.
+# listeners receive a steady stream. The price: a skip is heard this much later, so a
+# producer alone on its thread (in-process mode) holds nothing: no other session can stall it.
 HOLD_SECONDS = 1.0
 # Seconds by which a first chunk since a start goes before any other chunk (`Producer.due`).
 FIRST_CHUNK_PRIORITY = 3600.0
@@ -84,6 +86,7 @@ class Producer:
         first_seq, time_offset: where the stream continues (a pipeline moved to a new worker).
         skip_event: the event the pipeline was built with, when it was built ahead (a spare).
         stats: where it reports its speed, underruns and failures.
+        hold: seconds made ahead of delivery (HOLD_SECONDS on a shared scheduler, else 0).
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class Producer:
         time_offset: float = 0.0,
         skip_event: threading.Event | None = None,
         stats: MixerStats = UNCOUNTED,
+        hold: float = 0.0,
     ) -> None:
         self._pipeline = pipeline
         self.sink = sink
@@ -116,6 +120,7 @@ class Producer:
         self._held: deque[tuple[float, list[Output]]] = deque()
         self.context = contextvars.Context()
         self._stats = stats
+        self._hold = hold
         self._lead = LeadWatch()
 
     # -- state, read and changed under the scheduler's lock ------------------------------
@@ -138,7 +143,7 @@ class Producer:
         """
         if self._fresh:
             return self._anchor_wall - FIRST_CHUNK_PRIORITY
-        return self._release_time(self.produced_until) - HOLD_SECONDS
+        return self._release_time(self.produced_until) - self._hold
 
     def release_due(self) -> float:
         """Monotonic time at which the oldest held chunk goes to the sink (inf: none held)."""

@@ -43,7 +43,6 @@ class Mixer:
         stream: `burst_seconds` sets how far ahead of the live point production runs.
         sink: receives header, chunks and events (from the mixer thread).
         seed: reproducible playlist order.
-        scheduler: the thread to run on; by default one of its own.
         stats: where it reports its speed, underruns and failures.
     """
 
@@ -55,18 +54,20 @@ class Mixer:
         sink: MixerSink,
         *,
         seed: int | None = None,
-        scheduler: Scheduler | None = None,
         stats: MixerStats = UNCOUNTED,
     ) -> None:
         self._audio = audio
         self.content_type = CONTENT_TYPES[audio.codec]
-        self._scheduler = scheduler or Scheduler()
+        # A scheduler (a thread) of its own: in-process mode, as radiod always had.
+        self._scheduler = Scheduler()
 
         def pipeline(first_seq: int, time_offset: float, skip: threading.Event) -> Iterator[Output]:
             return mix(
                 tracks, audio, seed=seed, skip=skip, first_seq=first_seq, time_offset=time_offset
             )
 
+        # Alone on its thread, no other session's step can delay it: nothing is held ahead
+        # (Producer's `hold`), so a skip is heard as soon as it was in radiod before workers.
         self._producer = Producer(pipeline, sink, stream.burst_seconds, stats=stats)
         self._scheduler.add(self._producer)
         self._lock = threading.Lock()

@@ -32,7 +32,7 @@ import structlog
 from radiod.audio.channel import BlockingChannel
 from radiod.audio.mixer import mix
 from radiod.audio.outputs import Output, TrackEvent
-from radiod.audio.producer import Producer
+from radiod.audio.producer import HOLD_SECONDS, Producer
 from radiod.audio.ring import Chunk
 from radiod.audio.scheduler import Scheduler
 from radiod.audio.spares import SparePipelines
@@ -192,11 +192,17 @@ class WorkerSessions:
                     first_seq=first_seq,
                     time_offset=time_offset,
                     stats=self._stats,
+                    hold=HOLD_SECONDS,
                 )
             else:
                 output, skip = spare
                 producer = Producer(
-                    lambda *_: output, sink, self._burst, skip_event=skip, stats=self._stats
+                    lambda *_: output,
+                    sink,
+                    self._burst,
+                    skip_event=skip,
+                    stats=self._stats,
+                    hold=HOLD_SECONDS,
                 )
             self._producers[session_id] = producer
             self._scheduler.add(producer)
