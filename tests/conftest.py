@@ -178,3 +178,42 @@ async def collect_sse(response: ClientResponse, into: list[dict]) -> None:
         elif not text and data is not None:
             into.append(data)
             data = None
+
+
+class PageListener:
+    """One session's audio and events, read in the background as a page would."""
+
+    def __init__(self, client: TestClient, session_id: str) -> None:
+        self.client, self.session_id = client, session_id
+        self.audio = bytearray()
+        self.events: list[dict] = []
+        self.ended = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> PageListener:
+        events = await self.client.get(f"/events?session={self.session_id}")
+        audio = await self.client.get(f"/stream?session={self.session_id}")
+        assert audio.status == 200
+        self._tasks = [
+            asyncio.create_task(collect_sse(events, self.events)),
+            asyncio.create_task(self._read(audio)),
+        ]
+        return self
+
+    async def _read(self, response: ClientResponse) -> None:
+        while chunk := await response.content.read(4096):
+            self.audio += chunk
+        self.ended.set()
+
+    async def hears(self, seconds: float) -> None:
+        """Wait for `seconds` more audio (at the default 128 kb/s) than received so far."""
+        target = len(self.audio) + seconds * 128_000 / 8
+        await wait_until(lambda: len(self.audio) >= target, timeout=seconds + 30)
+
+    def tracks(self) -> list[dict]:
+        return [e for e in self.events if e["type"] == "track"]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -4,19 +4,17 @@ restart, and a track that will not play is never announced as next."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
 import pytest
-from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from radiod.app import create_app
 from radiod.library import LiveLibrary
 from tests.conftest import (
     LogCapture,
-    collect_sse,
+    PageListener,
     create_session,
     decode_audio,
     make_config,
@@ -107,40 +105,6 @@ def test_a_folder_unmounted_and_back_empties_and_refills_the_library(
     assert len(log_capture.events("library.skipped")) == 1
 
 
-class Listener:
-    """A session's audio and events, read in the background as a page would."""
-
-    def __init__(self, client: TestClient, session_id: str) -> None:
-        self.client, self.session_id = client, session_id
-        self.audio = bytearray()
-        self.events: list[dict] = []
-        self._tasks: list[asyncio.Task[None]] = []
-
-    async def start(self) -> None:
-        events = await self.client.get(f"/events?session={self.session_id}")
-        audio = await self.client.get(f"/stream?session={self.session_id}")
-        assert audio.status == 200
-        self._tasks = [
-            asyncio.create_task(self._read_events(events)),
-            asyncio.create_task(self._read_audio(audio)),
-        ]
-
-    async def _read_audio(self, response: ClientResponse) -> None:
-        while chunk := await response.content.read(4096):
-            self.audio += chunk
-
-    async def _read_events(self, response: ClientResponse) -> None:
-        await collect_sse(response, self.events)
-
-    def tracks(self) -> list[dict]:
-        return [e for e in self.events if e["type"] == "track"]
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
 async def test_the_stream_goes_on_while_the_library_changes_under_it(
     tmp_path: Path, log_capture: LogCapture
 ) -> None:
@@ -154,7 +118,7 @@ async def test_the_stream_goes_on_while_the_library_changes_under_it(
     )
     client = TestClient(TestServer(create_app(config, library)))
     await client.start_server()
-    listener = Listener(client, await create_session(client))
+    listener = PageListener(client, await create_session(client))
     try:
         await listener.start()
         await wait_until(lambda: len(listener.tracks()) >= 2, timeout=30)

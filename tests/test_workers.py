@@ -30,7 +30,7 @@ from radiod.web.keys import MIXERS, REGISTRY
 from tests.conftest import (
     ClientFactory,
     LogCapture,
-    collect_sse,
+    PageListener,
     create_session,
     decode_audio,
     make_config,
@@ -38,7 +38,6 @@ from tests.conftest import (
 )
 
 WORKERS = {"workers": 2, "crossfade_seconds": 0.5}
-BYTES_PER_SECOND = 128_000 // 8
 
 
 def pool_of(client: TestClient) -> WorkerPool:
@@ -62,45 +61,6 @@ def assert_contiguous_ring(session: Session) -> None:
         assert after.stream_time == pytest.approx(before.end_time, abs=0.03)
 
 
-class Listener:
-    """One session's audio and events, read in the background as a page would."""
-
-    def __init__(self, client: TestClient, session_id: str) -> None:
-        self.client, self.session_id = client, session_id
-        self.audio = bytearray()
-        self.events: list[dict] = []
-        self.ended = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-
-    async def start(self) -> Listener:
-        events = await self.client.get(f"/events?session={self.session_id}")
-        audio = await self.client.get(f"/stream?session={self.session_id}")
-        assert audio.status == 200
-        self._tasks = [
-            asyncio.create_task(collect_sse(events, self.events)),
-            asyncio.create_task(self._read(audio)),
-        ]
-        return self
-
-    async def _read(self, response) -> None:
-        while chunk := await response.content.read(4096):
-            self.audio += chunk
-        self.ended.set()
-
-    async def hears(self, seconds: float) -> None:
-        """Wait for `seconds` more audio (128 kb/s) than received so far."""
-        target = len(self.audio) + seconds * BYTES_PER_SECOND
-        await wait_until(lambda: len(self.audio) >= target, timeout=seconds + 30)
-
-    def tracks(self) -> list[dict]:
-        return [e for e in self.events if e["type"] == "track"]
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
 async def test_worker_sessions_play_skip_and_announce_tracks(
     radiod_client: ClientFactory, log_capture: LogCapture
 ) -> None:
@@ -108,7 +68,7 @@ async def test_worker_sessions_play_skip_and_announce_tracks(
     pool = pool_of(client)
     ids = [await create_session(client) for _ in range(2)]
     assert {pool.pid_of(i) for i in ids} == set(pool.pids())  # one on each worker
-    listeners = [await Listener(client, i).start() for i in ids]
+    listeners = [await PageListener(client, i).start() for i in ids]
     try:
         for listener in listeners:
             await listener.hears(6)
@@ -134,7 +94,7 @@ async def test_a_killed_worker_is_replaced_and_its_listeners_keep_hearing(
     client = await radiod_client(audio=WORKERS)
     pool = pool_of(client)
     victim_id, other_id = [await create_session(client) for _ in range(2)]
-    victim, other = Listener(client, victim_id), Listener(client, other_id)
+    victim, other = PageListener(client, victim_id), PageListener(client, other_id)
     await victim.start()
     await other.start()
     try:
@@ -169,7 +129,7 @@ async def test_an_ogg_session_on_a_killed_worker_ends_cleanly(
     client = await radiod_client(audio={**WORKERS, "codec": "opus", "sample_rate": 48000})
     pool = pool_of(client)
     session_id = await create_session(client)
-    listener = await Listener(client, session_id).start()
+    listener = await PageListener(client, session_id).start()
     try:
         await wait_until(lambda: len(listener.audio) > 8000)
         pid = pool.pid_of(session_id)
@@ -250,7 +210,7 @@ async def test_shutdown_leaves_no_worker_descriptor_or_task(
     client = await radiod_client(audio=WORKERS)
     pids = pool_of(client).pids()
     session_id = await create_session(client)
-    listener = await Listener(client, session_id).start()
+    listener = await PageListener(client, session_id).start()
     await listener.hears(2)
     await listener.stop()
     await client.close()
