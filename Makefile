@@ -71,8 +71,8 @@ bench: install system-deps
 	$(BIN)/python bench/sessions.py $(if $(QUICK),--quick)
 	$(BIN)/python bench/latency.py $(if $(QUICK),--quick)
 	$(BIN)/python bench/audit.py
-	$(BIN)/python bench/fanout.py
-	$(BIN)/python bench/cluster.py
+	$(BIN)/python bench/fanout.py $(if $(QUICK),,--all)
+	$(BIN)/python bench/cluster.py $(if $(QUICK),,--full)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
