@@ -59,10 +59,6 @@ async def _storm_client(http: aiohttp.ClientSession, delay: float, outcome: Outc
             outcome.error = body.get("error", "")
             return
         outcome.session_id = body["sessionId"]
-    import os
-
-    if os.environ.get("NOATTACH"):
-        return
     async with (
         http.get(f"/events?session={outcome.session_id}") as events,
         http.get(f"/stream?session={outcome.session_id}") as stream,
@@ -180,5 +176,6 @@ async def test_sessions_are_admitted_up_to_what_plays_in_real_time(
     assert reasons["late"] + reasons["load"] > 0
     for line in refusals:
         if line["reason"] == "load":
-            assert line["load"] + line["reserved"] > line["budget"]
+            # The logged figures are rounded to 3 decimals: the sum may round to the budget.
+            assert line["load"] + line["reserved"] > line["budget"] - 0.001
     assert gaps == [[] for _ in readers], "an admitted listener fell behind real time"

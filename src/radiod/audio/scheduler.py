@@ -11,13 +11,22 @@ no session's listener waits for another's whole burst.
 The thread exists only while some producer is active and ends when none is, so an idle
 scheduler holds no thread and needs no closing. The in-process mode gives each session a
 scheduler of its own (a thread per session, as radiod always had); a worker process runs
-one for all its sessions. A step that blocks (a slow disk) delays the others on the same
-scheduler by as long; their burst (4 s) is the margin.
+one for all its sessions. A step that blocks (a slow disk) delays the others' production on
+the same scheduler by as long; their burst (4 s), and the second a shared scheduler's producers
+make ahead (`producer.HOLD_SECONDS`), are the margin.
+
+Delivery is not delayed with it: chunks made ahead are handed over at their time by a second,
+releasing thread, which does nothing else. A new session's first step (opening files,
+decoding a crossfade's worth of audio) takes hundreds of milliseconds on a loaded machine;
+with one thread, every other session's next chunk waited behind it (measured: a listener's
+audio arrived 0.26 s late during a connect storm). The releasing thread runs only while some
+chunk is held, so an in-process mixer (which holds nothing) never starts one.
 """
 
 from __future__ import annotations
 
 import contextvars
+import math
 import threading
 import time
 
@@ -32,7 +41,9 @@ class Scheduler:
         self._cond = threading.Condition(threading.RLock())
         self._producers: list[Producer] = []
         self._current: Producer | None = None  # being stepped, outside the lock
+        self._releasing: Producer | None = None  # being released, outside the lock
         self._thread: threading.Thread | None = None
+        self._releaser: threading.Thread | None = None
 
     def held(self) -> threading.Condition:
         """`with scheduler.held():` no step is chosen until the block ends, so several
@@ -81,9 +92,9 @@ class Scheduler:
         producer.close()
 
     def _wait_idle(self, producer: Producer) -> None:
-        if threading.current_thread() is self._thread:
-            return  # called from a sink on the scheduler's own thread
-        while self._current is producer:
+        if threading.current_thread() in (self._thread, self._releaser):
+            return  # called from a sink on one of the scheduler's own threads
+        while self._current is producer or self._releasing is producer:
             self._cond.wait()
 
     def _wake(self) -> None:
@@ -92,18 +103,15 @@ class Scheduler:
             self._thread.start()
         self._cond.notify_all()
 
-    def _next(self) -> tuple[Producer, bool] | None:
-        """What to do now, waiting until something is due: (producer, whether to release its
-        held chunks rather than make one); None when nothing is active or held."""
+    def _next(self) -> Producer | None:
+        """The producer to step now, waiting until one is due; None when none is active."""
         while True:
-            chosen: tuple[Producer, bool] | None = None
-            when = float("inf")
+            chosen: Producer | None = None
+            when = math.inf
             for producer in self._producers:
-                if producer.release_due() <= when:  # releases first: they cost nothing
-                    chosen, when = (producer, True), producer.release_due()
                 if producer.active and producer.due() < when:
-                    chosen, when = (producer, False), producer.due()
-            if chosen is None or when == float("inf"):
+                    chosen, when = producer, producer.due()
+            if chosen is None:
                 return None
             wait = when - time.monotonic()
             if wait <= 0:
@@ -113,16 +121,49 @@ class Scheduler:
     def _run(self) -> None:
         while True:
             with self._cond:
-                chosen = self._next()
-                if chosen is None:
+                producer = self._next()
+                if producer is None:
                     self._thread = None
                     self._cond.notify_all()
                     return
-                producer, release = chosen
                 self._current = producer
             try:
-                producer.context.run(producer.release if release else producer.step)
+                producer.context.run(producer.step)
             finally:
                 with self._cond:
                     self._current = None
+                    if self._releaser is None and producer.release_due() < math.inf:
+                        self._releaser = threading.Thread(
+                            target=self._release_run, name=f"{self._name}-release", daemon=True
+                        )
+                        self._releaser.start()
+                    self._cond.notify_all()
+
+    def _next_release(self) -> Producer | None:
+        """A producer whose oldest held chunk is due, waiting until one is; None when nothing
+        is held and nothing is being stepped (a step may hold more)."""
+        while True:
+            when = math.inf
+            for producer in self._producers:
+                if producer.release_due() <= time.monotonic():
+                    return producer
+                when = min(when, producer.release_due())
+            if when == math.inf and self._thread is None:
+                return None
+            self._cond.wait(None if when == math.inf else when - time.monotonic())
+
+    def _release_run(self) -> None:
+        while True:
+            with self._cond:
+                producer = self._next_release()
+                if producer is None:
+                    self._releaser = None
+                    self._cond.notify_all()
+                    return
+                self._releasing = producer
+            try:
+                producer.context.run(producer.release)
+            finally:
+                with self._cond:
+                    self._releasing = None
                     self._cond.notify_all()
