@@ -148,18 +148,26 @@ class Producer:
         started or primed, since a listener may be waiting with no audio at all (its first
         byte), while every other has its burst in hand or under way.
 
-        A burst still filling is due by its listener's need, not by the burst: only when that
-        listener has less than FILL_MARGIN_SECONDS in hand. Otherwise a storm of new sessions
-        took the whole worker until their bursts were made, and the chunks of the streams
-        already playing went out late (measured: 0.26 s, in a connect storm on 2 cores).
         """
         if self._fresh:
             return self._anchor_wall - FIRST_CHUNK_PRIORITY
-        due = self._release_time(self.produced_until) - self._hold
-        if self._filling:
-            runs_dry = self._anchor_wall + (self.produced_until - self._anchor_stream)
-            return max(due, runs_dry - FILL_MARGIN_SECONDS)
-        return due
+        return self._release_time(self.produced_until) - self._hold
+
+    def rank(self) -> float:
+        """Which of the producers that are due goes first: the smallest rank.
+
+        The due time itself, except for a burst still filling: it ranks by its listener's
+        need, as urgent only once that listener has less than FILL_MARGIN_SECONDS in hand.
+        It is still made at once when nothing else is due (a fresh listener wants its whole
+        burst: Chromium stutters with less, DESIGN §7), but a storm of new sessions no longer
+        takes a worker until all their bursts are made while the streams already playing
+        wait (measured: their chunks went out 0.26 s late in a connect storm on 2 cores).
+        """
+        due = self.due()
+        if self._fresh or not self._filling:
+            return due
+        runs_dry = self._anchor_wall + (self.produced_until - self._anchor_stream)
+        return max(due, runs_dry - FILL_MARGIN_SECONDS)
 
     def release_due(self) -> float:
         """Monotonic time at which the oldest held chunk goes to the sink (inf: none held)."""

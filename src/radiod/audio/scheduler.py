@@ -104,19 +104,17 @@ class Scheduler:
         self._cond.notify_all()
 
     def _next(self) -> Producer | None:
-        """The producer to step now, waiting until one is due; None when none is active."""
+        """The producer to step now (of those due, the least `rank`), waiting until one is
+        due; None when none is active."""
         while True:
-            chosen: Producer | None = None
-            when = math.inf
-            for producer in self._producers:
-                if producer.active and producer.due() < when:
-                    chosen, when = producer, producer.due()
-            if chosen is None:
+            now = time.monotonic()
+            active = [p for p in self._producers if p.active]
+            if not active:
                 return None
-            wait = when - time.monotonic()
-            if wait <= 0:
-                return chosen
-            self._cond.wait(wait)
+            ready = [p for p in active if p.due() <= now]
+            if ready:
+                return min(ready, key=Producer.rank)
+            self._cond.wait(min(p.due() for p in active) - now)
 
     def _run(self) -> None:
         while True:
