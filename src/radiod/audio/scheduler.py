@@ -160,7 +160,9 @@ class Scheduler:
                     return
                 self._releasing = producer
             try:
-                producer.context.run(producer.release)
+                # A copy: the stepping thread may be inside the producer's own context right
+                # now, and a context can be entered by one thread at a time.
+                producer.context.copy().run(producer.release)
             finally:
                 with self._cond:
                     self._releasing = None
