@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib.metadata
 import os
 import sys
@@ -99,6 +100,10 @@ async def _serve(config: Config, library: LiveLibrary, loop_name: str) -> None:
             tracks=len(library.tracks()),
             event_loop=loop_name,
         )
+        # Modules, config and the scanned library live as long as the process: kept out of
+        # collection, a full collection walks only what serving made (33 ms -> ~0 at start).
+        # A full collection stops the loop and, in process, every mixer thread.
+        gc.freeze()
         await until_stopped(runner.app[REGISTRY], config.server.drain_seconds)
         log.info("server.stopping")
     finally:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -18,6 +20,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -299,3 +302,82 @@ async def require_real_time(readers: list[RealtimeReader], seconds: float = 4.0)
         pytest.skip(f"machine too busy to judge real time: gaps before any load: {gaps}")
     for reader in readers:
         reader.restart()
+
+
+class ListenersApart:
+    """Real-time readers in a process of their own, as listeners on other machines are.
+
+    A test process that also plays hundreds of clients stops its event loop for a full
+    garbage collection of everything pytest has loaded: 0.13-0.2 s measured during
+    `test_storm`'s storm. Readers on that loop would date the server's chunks that much
+    late and blame it for a gap it never made. Apart, they date what the server sent.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    async def _ask(self, command: str) -> Any:
+        def ask() -> Any:
+            self._connection.send(command)
+            return self._connection.recv()
+
+        return await asyncio.to_thread(ask)
+
+    async def seconds(self) -> float:
+        """The least audio any of them has received, in seconds."""
+        return float(await self._ask("seconds"))
+
+    async def require_real_time(self) -> None:
+        """`require_real_time`, run where the readers are; skips the test the same way."""
+        if reason := await self._ask("real_time"):
+            pytest.skip(reason)
+
+    async def finish(self) -> list[tuple[list[Gap], str]]:
+        """Each reader's gaps and error, as `RealtimeReader.finish` and `.error` give them."""
+        return list(await self._ask("finish"))
+
+
+@contextlib.asynccontextmanager
+async def listening_apart(url: str, session_ids: list[str]) -> AsyncIterator[ListenersApart]:
+    """One process reading `/stream` of each of `session_ids` in real time until closed."""
+    context = multiprocessing.get_context("spawn")  # not a fork of this loop and its sockets
+    ours, theirs = context.Pipe()
+    process = context.Process(target=_listen_apart, args=(url, session_ids, theirs))
+    process.start()
+    theirs.close()
+    try:
+        yield ListenersApart(ours)
+    finally:
+        ours.close()  # its next read ends: it closes its streams and exits
+        await asyncio.to_thread(process.join, 10)
+        if process.is_alive():
+            process.kill()
+            await asyncio.to_thread(process.join)
+
+
+def _listen_apart(url: str, session_ids: list[str], connection: Connection) -> None:
+    asyncio.run(_answer_apart(url, session_ids, connection))
+
+
+async def _answer_apart(url: str, session_ids: list[str], connection: Connection) -> None:
+    async with aiohttp.ClientSession(url) as http:
+        listening = [await listen(http, session_id) for session_id in session_ids]
+        readers = [reader for reader, _ in listening]
+        gc.freeze()  # what is loaded now is never collected: no long pause of its own
+        while True:
+            try:
+                command = await asyncio.to_thread(connection.recv)
+            except EOFError:
+                break
+            if command == "seconds":
+                connection.send(min(reader.seconds for reader in readers))
+            elif command == "real_time":
+                try:
+                    await require_real_time(readers)
+                    connection.send("")
+                except pytest.skip.Exception as skipped:
+                    connection.send(str(skipped))
+            elif command == "finish":
+                connection.send([(reader.finish(), reader.error) for reader in readers])
+        for _, task in listening:
+            task.cancel()

@@ -12,13 +12,13 @@ from collections import Counter
 from dataclasses import dataclass
 
 import aiohttp
-import pytest
 
 from tests.conftest import decode_audio, read_bytes, read_sse
 from tests.reliability.conftest import (
     RadiodFactory,
     RealtimeReader,
     listen,
+    listening_apart,
     require_real_time,
     wait_for,
 )
@@ -69,12 +69,22 @@ async def _storm_client(http: aiohttp.ClientSession, delay: float, outcome: Outc
         outcome.audio = await read_bytes(stream, PROOF_BYTES, timeout=30)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect (issue 11 note): since this round, in about a third of runs on 2 cores "
-    "one chunk of a first listener arrives one step late during the storm (0.254-0.32 s against "
-    "the 0.25 s bound), in worker and in-process mode alike; cause not yet found",
-)
+async def _storm(http: aiohttp.ClientSession) -> list[Outcome]:
+    """STORM_CLIENTS page loads spread over STORM_SECONDS, then the rest of the watch window."""
+    outcomes = [Outcome() for _ in range(STORM_CLIENTS)]
+    storm_start = time.monotonic()
+    storm = asyncio.gather(
+        *(
+            _storm_client(http, i * STORM_SECONDS / STORM_CLIENTS, outcome)
+            for i, outcome in enumerate(outcomes)
+        )
+    )
+    async with asyncio.timeout(60):
+        await storm
+    await wait_for(lambda: time.monotonic() - storm_start > WATCH_SECONDS, 60, "the watch window")
+    return outcomes
+
+
 async def test_a_connect_storm_is_admitted_or_refused_and_listeners_never_underrun(
     radiod_process: RadiodFactory,
 ) -> None:
@@ -84,38 +94,25 @@ async def test_a_connect_storm_is_admitted_or_refused_and_listeners_never_underr
     async with aiohttp.ClientSession(
         server.url, connector=connector, cookie_jar=aiohttp.DummyCookieJar()
     ) as http:
-        existing: list[RealtimeReader] = []
-        tasks = []
+        first_sessions = []
         for _ in range(EXISTING_LISTENERS):
             async with http.post("/create-session") as response:
-                session_id = (await response.json())["sessionId"]
-            reader, task = await listen(http, session_id)
-            existing.append(reader)
-            tasks.append(task)
-        # Playing steadily: the burst and a few seconds of real time.
-        await wait_for(lambda: all(r.seconds > 5 for r in existing), 30, "first listeners")
-        await require_real_time(existing)
+                first_sessions.append((await response.json())["sessionId"])
+        # The first listeners read from a process of their own: this one's 500 clients
+        # pause its loop (a full garbage collection) long enough to date chunks late.
+        async with listening_apart(server.url, first_sessions) as existing:
 
-        outcomes = [Outcome() for _ in range(STORM_CLIENTS)]
-        storm_start = time.monotonic()
-        storm = asyncio.gather(
-            *(
-                _storm_client(http, i * STORM_SECONDS / STORM_CLIENTS, outcome)
-                for i, outcome in enumerate(outcomes)
-            )
-        )
-        async with asyncio.timeout(60):
-            await storm
-        await wait_for(
-            lambda: time.monotonic() - storm_start > WATCH_SECONDS, 60, "the watch window"
-        )
-        gaps = [reader.finish() for reader in existing]
-        for task in tasks:
-            task.cancel()
+            async def playing_steadily() -> bool:  # the burst and a few seconds of real time
+                return await existing.seconds() > 5
+
+            await wait_for(playing_steadily, 30, "first listeners")
+            await existing.require_real_time()
+            outcomes = await _storm(http)
+            finished = await existing.finish()
 
     admitted = [o for o in outcomes if o.status == 201]
     refused = [o for o in outcomes if o.status != 201]
-    print(f"storm: {len(admitted)} admitted, {len(refused)} refused; first listeners' gaps {gaps}")
+    print(f"storm: {len(admitted)} admitted, {len(refused)} refused; first listeners: {finished}")
     assert admitted, "the storm got no session at all"
     assert refused, "all 500 admitted: more than two cores can encode"
     for outcome in refused:
@@ -128,8 +125,7 @@ async def test_a_connect_storm_is_admitted_or_refused_and_listeners_never_underr
         assert len(outcome.audio) == PROOF_BYTES
         samples, rate = decode_audio(outcome.audio)
         assert rate == 44100 and samples.shape[1] / rate > 2.0
-    assert gaps == [[] for _ in existing], "a listener who was there first heard a gap"
-    assert all(not reader.error for reader in existing)
+    assert finished == [([], "") for _ in first_sessions], "a listener there first heard a gap"
 
 
 async def test_sessions_are_admitted_up_to_what_plays_in_real_time(

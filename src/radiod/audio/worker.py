@@ -19,6 +19,7 @@ however it died) ends it.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -256,6 +257,7 @@ def main(argv: list[str]) -> int:
     _, audio, stream, level, tracks = channel.receive()
     configure_worker_logging(link, level)
     worker = WorkerSessions(link, audio, stream, SharedCatalog(link, tracks))
+    gc.freeze()  # as the server does (cli._serve): no long pause for what lives forever
     link.send("ready")
     try:
         while True:
