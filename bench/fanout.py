@@ -653,8 +653,10 @@ def make_source_mp3(tmp: Path) -> Path:
     out = tmp / "source.mp3"
     demo = sorted((Path.home() / ".cache/radiod/demo").glob("*.mp3"))
     source = ["-i", str(demo[0])] if demo else ["-f", "lavfi", "-i", "sine=frequency=440"]
+    # `-map 0:a`: the demo MP3s carry a cover picture, which a bare MP3 for Icecast can't.
+    audio = ["-map", "0:a", "-t", "20", "-ar", "44100", "-ac", "2", *MP3_128K]
     subprocess.run(
-        [*FFMPEG, "-y", *source, "-t", "20", "-ar", "44100", "-ac", "2", *MP3_128K, str(out)],
+        [*FFMPEG, "-y", *source, *audio, str(out)],
         check=True,
         timeout=120,
     )
