@@ -35,6 +35,13 @@ def demo_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def loudness_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The loudness cache of the servers a test run starts: each library is measured once per
+    run, and never into the user's own ~/.cache."""
+    return tmp_path_factory.mktemp("loudness") / "loudness.sqlite3"
+
+
+@pytest.fixture(scope="session")
 def odd_library(tmp_path_factory: pytest.TempPathFactory) -> OddLibrary:
     """What real folders hold (jingles, silence, odd formats and tags, debris); see oddlib."""
     return generate_odd_library(tmp_path_factory.mktemp("odd"))

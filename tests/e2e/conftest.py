@@ -239,7 +239,9 @@ def _merge(base: dict[str, dict[str, Any]], overrides: dict[str, dict[str, Any]]
 
 
 @pytest.fixture
-def radiod(tmp_path: Path, e2e_library: Path) -> Iterator[Callable[..., RadiodServer]]:
+def radiod(
+    tmp_path: Path, e2e_library: Path, loudness_cache: Path
+) -> Iterator[Callable[..., RadiodServer]]:
     """Factory: `radiod(session={"idle_timeout_seconds": 5})` starts a server with overrides."""
     servers: list[RadiodServer] = []
 
@@ -247,6 +249,7 @@ def radiod(tmp_path: Path, e2e_library: Path) -> Iterator[Callable[..., RadiodSe
         sections: dict[str, dict[str, Any]] = {
             "server": {"host": "127.0.0.1", "port": 0},
             "library": {"path": str(e2e_library)},
+            "audio": {"loudness_cache": str(loudness_cache)},
             "log": {"format": "json", "level": "info"},
             "testing": {"fault_hooks": True},
         }

@@ -20,10 +20,7 @@ def test_the_cover_is_on_the_page_and_in_the_media_session(
     covered.mkdir()
     for track in sorted(e2e_library.glob("*.mp3")) + sorted(e2e_library.glob("*.flac")):
         (covered / track.name).symlink_to(track)
-    server = radiod(
-        library={"path": str(covered)},
-        audio={"loudness_cache": str(tmp_path / "loudness.sqlite3")},
-    )
+    server = radiod(library={"path": str(covered)})
     player = open_player(server).open()
     player.press_play()
     player.wait_playing(seconds=1.0)

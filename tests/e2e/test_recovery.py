@@ -9,6 +9,14 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.steps import (
+    assert_restarted_on,
+    audio_changes_since,
+    cut_events,
+    stall,
+    wait_new_session_playing,
+)
+
 pytestmark = pytest.mark.e2e
 
 
@@ -33,9 +41,7 @@ def test_stalled_stream_degrades_dies_and_restarts_without_a_click(radiod, open_
     state = player.wait_playing(seconds=3.0)
     listener = state["listenerId"]
 
-    stalled_at = time.time()
-    answer = server.post(f"/_faults/sessions/{old_session}/stall?listener={listener}")
-    assert answer["stalled"] == [listener]
+    stalled_at = stall(server, old_session, listener)
 
     # Degraded, then dead, then back on a new session: no click anywhere.
     player.wait("window.radiod.history.some(h => h.channel === 'audio' && h.status === 'degraded')")
@@ -44,13 +50,7 @@ def test_stalled_stream_degrades_dies_and_restarts_without_a_click(radiod, open_
     assert player.page.text_content("#health-audio .status-text") in {"dead", "reconnecting"} or (
         player.state()["sessionId"] != old_session
     )
-    state = player.wait(
-        "(old) => { const s = window.radiod.state;"
-        " return s.sessionId && s.sessionId !== old && s.audioStatus === 'connected'"
-        " && s.firstAdvanceAt && s.currentTime > 1 && s }",
-        timeout=60,
-        arg=old_session,
-    )
+    state = wait_new_session_playing(player, old_session)
     new_session = state["sessionId"]
 
     stall_ms = stalled_at * 1000
@@ -80,13 +80,9 @@ def test_stalled_stream_degrades_dies_and_restarts_without_a_click(radiod, open_
     assert player.console.has("💀 Audio session is dead - restarting everything")
     assert player.console.has(f"🔧 Created new session: {new_session}")
 
-    created = server.log.events("session.created")
-    assert [line["session_id"] for line in created] == [old_session, new_session]
-    server.log.wait_for("events.connected", session_id=new_session)
-    server.log.wait_for("stream.connected", session_id=new_session)
-    assert not server.log.events("split_session.detected")
+    assert_restarted_on(server, old_session, new_session)
     assert player.loads == 1
-    new_created_at = server.log.time_of(created[-1]) * 1000
+    new_created_at = server.log.time_of(server.log.events("session.created")[-1]) * 1000
 
     metrics(
         stall_to_waiting_s=(buffering - stall_ms) / 1000,
@@ -113,13 +109,7 @@ def test_cut_events_keeps_audio_playing_and_reconnects_to_same_session(
         "({ct: document.getElementById('audio').currentTime, at: Date.now()})"
     )
 
-    cut_at = time.time()
-    assert server.post(f"/_faults/sessions/{session_id}/cut-events")["cut"] == 1
-    player.wait(
-        "(since) => window.radiod.history.some(h => h.channel === 'events'"
-        " && h.status === 'connected' && h.at > since)",
-        arg=cut_at * 1000,
-    )
+    cut_at = cut_events(server, player, session_id)
     state = player.wait_playing(seconds=2.0)
 
     # The metadata channel came back on the same session, resuming from its last event id.
@@ -133,9 +123,8 @@ def test_cut_events_keeps_audio_playing_and_reconnects_to_same_session(
     assert len(server.log.events("session.created")) == 1
 
     # The audio never stopped: no waiting spell of a second, currentTime kept pace.
-    history = player.debug("history")
+    assert audio_changes_since(player, cut_at) == []
     cut_ms = cut_at * 1000
-    assert [h["status"] for h in history if h["channel"] == "audio" and h["at"] >= cut_ms] == []
     waits = [w for w in player.debug("waits") if w["start"] >= before["at"]]
     longest = max(((w["end"] or time.time() * 1000) - w["start"] for w in waits), default=0)
     assert longest < 1000

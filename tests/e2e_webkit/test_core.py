@@ -12,13 +12,15 @@ import time
 
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.webkit]
-
-NEW_SESSION_PLAYING = (
-    "(old) => { const s = window.radiod.state;"
-    " return s.sessionId && s.sessionId !== old && s.audioStatus === 'connected'"
-    " && s.firstAdvanceAt && s.currentTime > 1 && s }"
+from tests.e2e.steps import (
+    assert_restarted_on,
+    audio_changes_since,
+    cut_events,
+    stall,
+    wait_new_session_playing,
 )
+
+pytestmark = [pytest.mark.e2e, pytest.mark.webkit]
 
 
 def test_webkit_plays_the_stream_with_now_playing(radiod, open_webkit, metrics):
@@ -73,23 +75,13 @@ def test_webkit_cut_events_reconnect_to_the_same_session(radiod, open_webkit, me
     player.press_play()
     player.wait_playing(seconds=3.0)
 
-    cut_at = time.time()
-    assert server.post(f"/_faults/sessions/{session_id}/cut-events")["cut"] == 1
-    player.wait(
-        "(since) => window.radiod.history.some(h => h.channel === 'events'"
-        " && h.status === 'connected' && h.at > since)",
-        arg=cut_at * 1000,
-    )
+    cut_at = cut_events(server, player, session_id)
     state = player.wait_playing(seconds=2.0)
     assert state["sessionId"] == session_id
     assert state["restarts"] == 0
     server.log.wait_for("events.connected", count=2, session_id=session_id)
     assert len(server.log.events("session.created")) == 1
-    # The audio never stopped: no audio status change after the cut.
-    history = player.debug("history")
-    assert [
-        h["status"] for h in history if h["channel"] == "audio" and h["at"] >= cut_at * 1000
-    ] == []
+    assert audio_changes_since(player, cut_at) == []  # the audio never stopped
     reconnected = player.reached("events", "connected", cut_at)["at"]
     metrics(engine="webkit", cut_to_sse_connected_s=reconnected / 1000 - cut_at)
 
@@ -101,21 +93,14 @@ def test_webkit_stalled_stream_dies_and_restarts_on_a_new_session(radiod, open_w
     player.press_play()
     listener = player.wait_playing(seconds=3.0)["listenerId"]
 
-    stalled_at = time.time()
-    assert server.post(f"/_faults/sessions/{old_session}/stall?listener={listener}")["stalled"] == [
-        listener
-    ]
+    stalled_at = stall(server, old_session, listener)
     player.wait("window.radiod.history.some(h => h.channel === 'audio' && h.status === 'dead')")
-    state = player.wait(NEW_SESSION_PLAYING, timeout=60, arg=old_session)
+    state = wait_new_session_playing(player, old_session)
     new_session = state["sessionId"]
     assert state["restarts"] == 1
     restart = player.reached("page", "restart", stalled_at)
     assert restart["reason"] == "no-progress"
-    created = server.log.events("session.created")
-    assert [line["session_id"] for line in created] == [old_session, new_session]
-    server.log.wait_for("events.connected", session_id=new_session)
-    server.log.wait_for("stream.connected", session_id=new_session)
-    assert not server.log.events("split_session.detected")
+    assert_restarted_on(server, old_session, new_session)
     dead = player.reached("audio", "dead", stalled_at)["at"]
     metrics(
         engine="webkit",

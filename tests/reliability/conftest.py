@@ -171,12 +171,17 @@ RadiodFactory = Callable[..., Awaitable[RadiodProcess]]
 
 
 @pytest.fixture
-async def radiod_process(tmp_path: Path, demo_library: Path) -> AsyncIterator[RadiodFactory]:
+async def radiod_process(
+    tmp_path: Path, demo_library: Path, loudness_cache: Path
+) -> AsyncIterator[RadiodFactory]:
     """`await radiod_process(session={...})`: a started server, stopped after the test."""
     processes: list[RadiodProcess] = []
 
     async def start(**sections: dict[str, Any]) -> RadiodProcess:
-        server = RadiodProcess(tmp_path / f"server{len(processes)}", demo_library, **sections)
+        audio = {"loudness_cache": str(loudness_cache), **sections.pop("audio", {})}
+        server = RadiodProcess(
+            tmp_path / f"server{len(processes)}", demo_library, audio=audio, **sections
+        )
         processes.append(server)
         await server.started()
         return server

@@ -79,6 +79,10 @@ class Encoder:
         self.frame_size: int = ctx.frame_size
         self._next_pts = 0
         self._priming: int | None = None
+        self._opened()
+
+    def _opened(self) -> None:
+        """Read what the open codec wrote (its extradata) into the container's framing."""
 
     @property
     def header(self) -> bytes:
@@ -139,17 +143,7 @@ class AdtsAacEncoder(Encoder):
     codec_name = "aac"
     sample_format = "fltp"
 
-    def __init__(
-        self,
-        *,
-        sample_rate: int,
-        channels: int,
-        bitrate: int,
-        options: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(
-            sample_rate=sample_rate, channels=channels, bitrate=bitrate, options=options
-        )
+    def _opened(self) -> None:
         # AudioSpecificConfig: 5 bits object type, 4 bits sampling index, 4 bits channels.
         asc = bytes(self._ctx.extradata or b"")
         object_type = asc[0] >> 3
@@ -186,17 +180,7 @@ class OggOpusEncoder(Encoder):
     sample_format = "flt"  # libopus takes interleaved only
     priming_dropped = True
 
-    def __init__(
-        self,
-        *,
-        sample_rate: int,
-        channels: int,
-        bitrate: int,
-        options: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(
-            sample_rate=sample_rate, channels=channels, bitrate=bitrate, options=options
-        )
+    def _opened(self) -> None:
         self._serial = int.from_bytes(os.urandom(4), "little")
         self._page_seq = 0
         opus_head = bytes(self._ctx.extradata or b"")

@@ -29,21 +29,35 @@ import contextvars
 import math
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from radiod.audio.producer import Producer
+
+
+@dataclass(eq=False)
+class _Role:
+    """One of the scheduler's two threads: how it picks a producer and what it does to it."""
+
+    name: str
+    choose: Callable[[], Producer | None]  # waits under the lock; None: the thread ends
+    work: Callable[[Producer], None]  # runs outside the lock
+    thread: threading.Thread | None = None
+    current: Producer | None = None  # being worked on, outside the lock
 
 
 class Scheduler:
     """Steps its active producers, each `burst` seconds ahead of the wall clock."""
 
     def __init__(self, name: str = "radiod-mixer") -> None:
-        self._name = name
         self._cond = threading.Condition(threading.RLock())
         self._producers: list[Producer] = []
-        self._current: Producer | None = None  # being stepped, outside the lock
-        self._releasing: Producer | None = None  # being released, outside the lock
-        self._thread: threading.Thread | None = None
-        self._releaser: threading.Thread | None = None
+        self._stepper = _Role(name, self._next, lambda p: p.context.run(p.step))
+        # A copy of the context: the stepping thread may be inside the producer's own context
+        # right now, and a context can be entered by one thread at a time.
+        self._releaser = _Role(
+            f"{name}-release", self._next_release, lambda p: p.context.copy().run(p.release)
+        )
 
     def held(self) -> threading.Condition:
         """`with scheduler.held():` no step is chosen until the block ends, so several
@@ -92,16 +106,40 @@ class Scheduler:
         producer.close()
 
     def _wait_idle(self, producer: Producer) -> None:
-        if threading.current_thread() in (self._thread, self._releaser):
+        roles = (self._stepper, self._releaser)
+        if threading.current_thread() in [role.thread for role in roles]:
             return  # called from a sink on one of the scheduler's own threads
-        while self._current is producer or self._releasing is producer:
+        while any(role.current is producer for role in roles):
             self._cond.wait()
 
     def _wake(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-            self._thread.start()
+        self._start(self._stepper)
         self._cond.notify_all()
+
+    def _start(self, role: _Role) -> None:
+        if role.thread is None:
+            role.thread = threading.Thread(
+                target=self._serve, args=(role,), name=role.name, daemon=True
+            )
+            role.thread.start()
+
+    def _serve(self, role: _Role) -> None:
+        while True:
+            with self._cond:
+                producer = role.choose()
+                if producer is None:
+                    role.thread = None
+                    self._cond.notify_all()
+                    return
+                role.current = producer
+            try:
+                role.work(producer)
+            finally:
+                with self._cond:
+                    role.current = None
+                    if role is self._stepper and producer.release_due() < math.inf:
+                        self._start(self._releaser)
+                    self._cond.notify_all()
 
     def _next(self) -> Producer | None:
         """The producer to step now (of those due, the least `rank`), waiting until one is
@@ -116,27 +154,6 @@ class Scheduler:
                 return min(ready, key=Producer.rank)
             self._cond.wait(min(p.due() for p in active) - now)
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                producer = self._next()
-                if producer is None:
-                    self._thread = None
-                    self._cond.notify_all()
-                    return
-                self._current = producer
-            try:
-                producer.context.run(producer.step)
-            finally:
-                with self._cond:
-                    self._current = None
-                    if self._releaser is None and producer.release_due() < math.inf:
-                        self._releaser = threading.Thread(
-                            target=self._release_run, name=f"{self._name}-release", daemon=True
-                        )
-                        self._releaser.start()
-                    self._cond.notify_all()
-
     def _next_release(self) -> Producer | None:
         """A producer whose oldest held chunk is due, waiting until one is; None when nothing
         is held and nothing is being stepped (a step may hold more)."""
@@ -146,24 +163,6 @@ class Scheduler:
                 if producer.release_due() <= time.monotonic():
                     return producer
                 when = min(when, producer.release_due())
-            if when == math.inf and self._thread is None:
+            if when == math.inf and self._stepper.thread is None:
                 return None
             self._cond.wait(None if when == math.inf else when - time.monotonic())
-
-    def _release_run(self) -> None:
-        while True:
-            with self._cond:
-                producer = self._next_release()
-                if producer is None:
-                    self._releaser = None
-                    self._cond.notify_all()
-                    return
-                self._releasing = producer
-            try:
-                # A copy: the stepping thread may be inside the producer's own context right
-                # now, and a context can be entered by one thread at a time.
-                producer.context.copy().run(producer.release)
-            finally:
-                with self._cond:
-                    self._releasing = None
-                    self._cond.notify_all()
