@@ -180,17 +180,21 @@ async def test_fifty_sessions_started_together_each_get_a_first_chunk_before_any
         for mixer in mixers:
             mixer.start()
         await wait_until(lambda: all(m.next_seq >= 3 for m in mixers), timeout=60)
+
+        def counted() -> list[float]:
+            return [
+                metrics.registry.get_sample_value("radiod_chunks_produced_total", {"worker": name})
+                or 0
+                for name in ("worker-0", "worker-1")
+            ]
+
+        # Each worker's figures reach this process's metrics under its slot's label, summed
+        # over a second (RelayStats) while the bursts are still being made.
+        await wait_until(lambda: all(counted()) and sum(counted()) >= 50 * 3, timeout=10)
         for mixer in mixers:
             mixer.close()
     finally:
         await pool.close()
-    # Each worker's figures reached this process's metrics under its slot's label (a chunk's
-    # figures go up the channel before the chunk itself).
-    counted = [
-        metrics.registry.get_sample_value("radiod_chunks_produced_total", {"worker": name}) or 0
-        for name in ("worker-0", "worker-1")
-    ]
-    assert all(counted) and sum(counted) >= 50 * 3
     third = next(i for i, (_, seq) in enumerate(arrivals) if seq == 2)
     assert {sid for sid, seq in arrivals[:third] if seq == 0} == {f"s{i}" for i in range(50)}
     # Within one worker the order is the scheduler's own: every first before any second.

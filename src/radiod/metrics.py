@@ -102,9 +102,9 @@ class WorkerStats:
         self._track_failures = metrics.track_failures.labels(worker)
         self.speed = _SpeedWindow()
 
-    def chunk_produced(self, audio_seconds: float, busy_seconds: float) -> None:
-        """A chunk of `audio_seconds` took `busy_seconds` of wall time to decode and encode."""
-        self._chunks.inc()
+    def chunk_produced(self, audio_seconds: float, busy_seconds: float, chunks: int = 1) -> None:
+        """`chunks` chunks of `audio_seconds` in all took `busy_seconds` of wall time."""
+        self._chunks.inc(chunks)
         self._audio.inc(audio_seconds)
         self._busy.inc(busy_seconds)
         self.speed.add(audio_seconds, busy_seconds)

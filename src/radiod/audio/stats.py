@@ -13,7 +13,10 @@ from typing import Protocol
 class MixerStats(Protocol):
     """Called from the thread that steps the mixer (`radiod.metrics.WorkerStats`)."""
 
-    def chunk_produced(self, audio_seconds: float, busy_seconds: float) -> None: ...
+    def chunk_produced(self, audio_seconds: float, busy_seconds: float, chunks: int = 1) -> None:
+        """`chunks` chunks (a worker's relay sends several at once) made `audio_seconds` of
+        audio in `busy_seconds` of wall time."""
+        ...
 
     def underrun(self) -> None:
         """Production fell behind the wall clock: listeners have used up their burst."""
@@ -35,7 +38,7 @@ STAT_NAMES = frozenset(
 class Uncounted:
     """`MixerStats` for a mixer nobody counts (tests, benchmarks)."""
 
-    def chunk_produced(self, audio_seconds: float, busy_seconds: float) -> None:
+    def chunk_produced(self, audio_seconds: float, busy_seconds: float, chunks: int = 1) -> None:
         pass
 
     def underrun(self) -> None:
