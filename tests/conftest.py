@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
+import random
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,28 @@ from tests.oddlib import OddLibrary, generate_odd_library
 
 # Short tracks keep tests that cross track boundaries quick; the generator is the real one.
 TEST_TRACK_SECONDS = 8.0
+
+
+def free_ports(count: int = 1) -> int:
+    """The first of `count` consecutive loopback ports free now, below the kernel's ephemeral
+    range; `free_ports()` is one free port.
+
+    A port the kernel picked for `bind(0)` is ephemeral, and so is the one after it: any
+    outgoing connection may be handed either at any moment (seen: `radiod cluster`'s second
+    instance, on the first port + 1, found it taken). Below the range only an explicit bind
+    takes a port.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(100):
+        first = random.randrange(10_000, low - count)
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(first, first + count):
+                    stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise RuntimeError(f"no {count} free consecutive ports below {low}")
 
 
 @pytest.fixture(scope="session")

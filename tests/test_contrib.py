@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import create_session, read_bytes
+from tests.conftest import create_session, free_ports, read_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "contrib" / "radiod.service"
@@ -79,12 +78,6 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _nginx_config(tmp_path: Path, upstream: int, http: int, https: int) -> Path:
     """A main nginx.conf around the example site: our cert, our ports, files under tmp."""
     cert, key = _self_signed(tmp_path)
@@ -111,7 +104,7 @@ def _nginx_config(tmp_path: Path, upstream: int, http: int, https: int) -> Path:
 
 def test_the_nginx_example_is_valid_nginx(tmp_path: Path) -> None:
     nginx = _require("nginx", "nginx")
-    config = _nginx_config(tmp_path, 8000, _free_port(), _free_port())
+    config = _nginx_config(tmp_path, 8000, free_ports(), free_ports())
     check = subprocess.run(
         [nginx, "-t", "-p", str(tmp_path), "-c", str(config)],
         capture_output=True,
@@ -129,8 +122,8 @@ async def test_radiod_behind_the_nginx_example_serves_https_urls_and_an_unbuffer
     client = await radiod_client(
         server={"allowed_hosts": [PUBLIC_NAME], "allowed_origins": [f"https://{PUBLIC_NAME}"]}
     )
-    https = _free_port()
-    config = _nginx_config(tmp_path, client.port, _free_port(), https)
+    https = free_ports()
+    config = _nginx_config(tmp_path, client.port, free_ports(), https)
     process = await asyncio.create_subprocess_exec(
         *(nginx, "-p", str(tmp_path), "-c", str(config), "-g", "daemon off;"),
         stderr=asyncio.subprocess.PIPE,

@@ -26,17 +26,12 @@ import pytest
 
 from radiod.cluster.proxy import Upstream, render_nginx
 from radiod.cluster.supervisor import ClusterError, find_nginx
+from tests.conftest import free_ports
 from tests.reliability.conftest import RadiodProcess, wait_for
 
 SECRET = "one secret for every instance behind the proxy"
 # Instances in network namespaces listen here, each on its own veth address.
 NETNS_PORT = 8000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def nginx_or_skip() -> str:
@@ -52,7 +47,7 @@ class Nginx:
     def __init__(self, folder: Path, upstreams: list[Upstream]) -> None:
         folder.mkdir(exist_ok=True)
         self.folder = folder
-        self.port = free_port()
+        self.port = free_ports()
         self.access_log = folder / "access.log"
         self.error_log = folder / "error.log"
         config = render_nginx(
@@ -130,7 +125,7 @@ class Namespaces:
 
     def make(self, index: int) -> tuple[str, str, str]:
         """Namespace `index`: (its name, the host's veth address, the instance's address)."""
-        name = f"radiodt{index}-{free_port()}"
+        name = f"radiodt{index}-{free_ports()}"
         host, inner = f"10.213.{index}.1", f"10.213.{index}.2"
         outside, inside = f"rdh{index}-{name[-5:]}", f"rdn{index}-{name[-5:]}"
         self.names.append(name)

@@ -13,8 +13,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.conftest import free_ports
 from tests.reliability.conftest import wait_for
-from tests.reliability.proxy import free_port, nginx_or_skip
+from tests.reliability.proxy import nginx_or_skip
 
 
 def _children(pid: int) -> set[int]:
@@ -50,7 +51,7 @@ def _alive(pids: set[int]) -> set[int]:
 
 def _start(tmp_path: Path, demo_library: Path) -> tuple[subprocess.Popen[str], int, Path]:
     nginx_or_skip()
-    proxy_port, first_port = free_port(), free_port()
+    proxy_port, first_port = free_ports(), free_ports(2)
     config = tmp_path / "cluster.toml"
     config.write_text(
         f'[library]\npath = "{demo_library}"\n'
