@@ -38,8 +38,11 @@ CATCH_UP_BYTES = 256 * 1024
 # SSE channel gets too (web/sending.py), and what the slow-listener tests rely on.
 MIN_DROP_SECONDS = 30.0
 # Live listeners written per turn of the event loop: at ~11 us a write, 4,000 listeners in one
-# pass held every other request (/healthz p99 65 ms); 500 hold them ~6 ms at most.
-SLICE = 500
+# pass held every other request. A request waits behind a slice per loop turn it needs, so
+# its wait follows the slice: at 4,000 listeners (bench/fanout.py, asyncio, alternating runs)
+# 500 gave /healthz p99 61-63 ms, 200 gave 30-36 ms for 12 % more loop CPU (0.058 against
+# 0.052 ms per listener-second; Icecast 0.073).
+SLICE = 200
 _CRLF = b"\r\n"
 
 Frame = Callable[[bytes, list[Chunk]], bytes]
