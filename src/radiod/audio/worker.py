@@ -88,9 +88,10 @@ class RelayStats:
     """`MixerStats` of this process: each figure goes up the channel, and the pool counts it
     under this worker's label (the Prometheus registry lives in the parent).
 
-    Chunk figures come ~4 times a second per session; a message for each cost 5.6 % of a
-    worker's CPU at 85 sessions (py-spy). They are summed and sent at most once every
-    STATS_SECONDS instead (the rest when the worker closes); rare figures go at once.
+    Chunk figures come ~4 times a second per session; a message for each was 5.6 % of a
+    worker's py-spy samples at 85 sessions, and as many for the server to read. They are
+    summed and sent at most once every STATS_SECONDS instead (the rest when the worker
+    closes); rare figures go at once.
     """
 
     def __init__(self, link: _Link) -> None:
