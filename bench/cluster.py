@@ -158,7 +158,8 @@ class Cluster:
         return sum(cpu_seconds(p) for p in [self.nginx.pid, *children(self.nginx.pid)])
 
     def instances_cpu(self) -> float:
-        return sum(cpu_seconds(p.pid) for p in self.processes)
+        """Every instance's CPU seconds, its worker processes (where the encoding is) included."""
+        return sum(cpu_seconds(pid) for p in self.processes for pid in [p.pid, *children(p.pid)])
 
     def stop(self) -> None:
         for process in [self.nginx, *self.processes]:
