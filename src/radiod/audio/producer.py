@@ -39,13 +39,13 @@ log = structlog.get_logger(__name__)
 
 # Production on a shared scheduler (a worker process's) runs this much further ahead than
 # delivery: chunks wait in the producer until their time (see `Producer.step`). One worker
-# thread runs many sessions, so one session's
-# slow step (opening and decoding the next track, ~40 ms, several times that on a loaded
-# machine) delays every other session's next chunk; when sessions started together change
-# tracks together, those delays add up (measured: 0.3-0.7 s stalls with ten 8-second-track
-# sessions on a loaded 2-core machine). Chunks made a second early absorb such a stall, so
-# listeners receive a steady stream. The price: a skip is heard this much later, so a
-# producer alone on its thread (in-process mode) holds nothing: no other session can stall it.
+# thread runs many sessions, so one session's slow step (opening and decoding the next
+# track, ~40 ms, several times that on a loaded machine) delays every other session's next
+# chunk; when sessions started together change tracks together, those delays add up
+# (measured: 0.3-0.7 s stalls with ten 8-second-track sessions on a loaded 2-core machine).
+# Chunks made a second early absorb such a stall, so listeners receive a steady stream. The
+# price: a skip is heard this much later, so a producer alone on its thread (in-process
+# mode) holds nothing: no other session can stall it.
 HOLD_SECONDS = 1.0
 # Seconds by which a first chunk since a start goes before any other chunk (`Producer.due`).
 FIRST_CHUNK_PRIORITY = 3600.0
@@ -147,7 +147,6 @@ class Producer:
         all of them, in the order they asked: a producer that has made nothing since it was
         started or primed, since a listener may be waiting with no audio at all (its first
         byte), while every other has its burst in hand or under way.
-
         """
         if self._fresh:
             return self._anchor_wall - FIRST_CHUNK_PRIORITY
@@ -161,7 +160,7 @@ class Producer:
         It is still made at once when nothing else is due (a fresh listener wants its whole
         burst: Chromium stutters with less, DESIGN §7), but a storm of new sessions no longer
         takes a worker until all their bursts are made while the streams already playing
-        wait (measured: their chunks went out 0.26 s late in a connect storm on 2 cores).
+        wait for theirs.
         """
         due = self.due()
         if self._fresh or not self._filling:
@@ -247,16 +246,15 @@ class Producer:
 
     def release(self) -> None:
         """Hand the sink every held chunk whose time has come."""
-        with self._handing:
-            now = time.monotonic()
-            while self._held and self._held[0][0] <= now:
-                for item in self._held.popleft()[1]:
-                    self._dispatch(item)
+        self._hand_over(time.monotonic())
 
     def flush(self) -> None:
         """Hand the sink everything held (stopping: the stream resumes after the last chunk)."""
+        self._hand_over(math.inf)
+
+    def _hand_over(self, until: float) -> None:
         with self._handing:
-            while self._held:
+            while self._held and self._held[0][0] <= until:
                 for item in self._held.popleft()[1]:
                     self._dispatch(item)
 

@@ -17,10 +17,11 @@ make ahead (`producer.HOLD_SECONDS`), are the margin.
 
 Delivery is not delayed with it: chunks made ahead are handed over at their time by a second,
 releasing thread, which does nothing else. A new session's first step (opening files,
-decoding a crossfade's worth of audio) takes hundreds of milliseconds on a loaded machine;
-with one thread, every other session's next chunk waited behind it (measured: a listener's
-audio arrived 0.26 s late during a connect storm). The releasing thread runs only while some
-chunk is held, so an in-process mixer (which holds nothing) never starts one.
+decoding a crossfade's worth of audio) takes hundreds of milliseconds on a loaded machine
+(a worker's steps of ~4 ms of CPU took up to ~400 ms of wall time at load average 7-9);
+with one thread, every other session's next chunk waited behind it. The releasing thread
+runs only while some chunk is held, so an in-process mixer (which holds nothing) never
+starts one.
 """
 
 from __future__ import annotations
